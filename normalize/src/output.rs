@@ -1,0 +1,438 @@
+//! The sink parsers write to: Arrow builders for every table, quarantine, and the counts that
+//! prove every record is accounted for.
+//!
+//! The driver (ingest pipeline, service, rule tests) tells the output which source it is reading
+//! ([`Output::begin_source`]) and which format ([`Output::set_format`]); parsers then append rows
+//! ([`Output::flow`], [`Output::signin`], [`Output::cert_event`]), quarantine records
+//! ([`Output::quarantine`]) or skip records that belong to no table ([`Output::skip`]). The
+//! output fills in the columns every row shares: `provider`, `format`, `event_uid` (a stable hash
+//! of source identity and position) and `source` (`name:line`).
+//!
+//! Replays: [`Output::begin_source`] takes, per table, the last line already committed for this
+//! source; rows from lines at or before it are not appended again (counted as `replayed`), so
+//! re-reading an input after a crash cannot duplicate rows.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use arrow::record_batch::RecordBatch;
+
+use crate::quarantine::{QuarantineBuilder, QuarantineEntry, Reason};
+use crate::rows::{
+    CertEventRow, CertEventsBuilder, Common, FlowRow, FlowsBuilder, SigninRow, SigninsBuilder,
+};
+use crate::schema::{Provider, Table};
+
+/// A framed record handed to a parser: its bytes and the line it starts on (1-based; for
+/// Kafka sources the offset).
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// Line (or offset) where the record starts.
+    pub line: u64,
+    /// The raw bytes, without the line terminator.
+    pub bytes: &'a [u8],
+}
+
+/// Identity of the source being read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// Stable identity used for `event_uid` and for idempotent commits, e.g. `file:<fingerprint>`.
+    pub key: String,
+    /// Display name: file path, object key or `topic/partition`.
+    pub name: String,
+    /// Separator between the name and the position in `source` (`:` for lines, `@` for offsets).
+    pub separator: char,
+}
+
+impl SourceInfo {
+    /// A file-like source whose positions are line numbers.
+    pub fn lines(key: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { key: key.into(), name: name.into(), separator: ':' }
+    }
+}
+
+/// Counts of what happened to the records read, for the ingest summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Records (lines or JSON values) read from sources.
+    pub records: u64,
+    /// Rows appended per table (quarantine included).
+    pub rows: BTreeMap<&'static str, u64>,
+    /// Quarantined rows per reason code.
+    pub quarantined: BTreeMap<&'static str, u64>,
+    /// Records deliberately not stored, per reason (e.g. a CloudTrail event that is neither a
+    /// sign-in nor a certificate event).
+    pub skipped: BTreeMap<String, u64>,
+    /// Rows not appended because an earlier ingest already committed them.
+    pub replayed: u64,
+    /// Source fields that map to no column, as `format: field` → rows carrying them.
+    pub unmapped: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// Add another set of counts to this one.
+    pub fn merge(&mut self, other: &Counts) {
+        self.records += other.records;
+        for (k, v) in &other.rows {
+            *self.rows.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.quarantined {
+            *self.quarantined.entry(k).or_default() += v;
+        }
+        for (k, v) in &other.skipped {
+            *self.skipped.entry(k.clone()).or_default() += v;
+        }
+        self.replayed += other.replayed;
+        for (k, v) in &other.unmapped {
+            *self.unmapped.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Rows appended to `table`.
+    pub fn rows_in(&self, table: Table) -> u64 {
+        self.rows.get(table.name()).copied().unwrap_or(0)
+    }
+
+    /// Total quarantined rows.
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined.values().sum()
+    }
+
+    /// Total skipped records.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+}
+
+/// Per-source state of the output.
+#[derive(Debug)]
+struct Current {
+    source: SourceInfo,
+    /// Per table (indexed by `Table as usize`): last line already committed.
+    committed_through: [u64; 4],
+    format: &'static str,
+    provider: Provider,
+    /// Outcomes produced for the record being parsed (rows, quarantines, skips).
+    outcomes: u64,
+}
+
+/// The sink parsers write to. See the module docs.
+#[derive(Debug)]
+pub struct Output {
+    flows: FlowsBuilder,
+    signins: SigninsBuilder,
+    certs: CertEventsBuilder,
+    quarantine: QuarantineBuilder,
+    current: Current,
+    /// When quarantined rows are stamped (ingest time), UTC microseconds.
+    quarantine_time: i64,
+    counts: Counts,
+    uid: String,
+    pos: String,
+}
+
+impl Output {
+    /// An output whose builders start with room for `capacity` rows; quarantine rows are stamped
+    /// with `now_micros`.
+    pub fn new(capacity: usize, now_micros: i64) -> Self {
+        Self {
+            flows: FlowsBuilder::with_capacity(capacity),
+            signins: SigninsBuilder::with_capacity(0),
+            certs: CertEventsBuilder::with_capacity(0),
+            quarantine: QuarantineBuilder::default(),
+            current: Current {
+                source: SourceInfo::lines("", ""),
+                committed_through: [0; 4],
+                format: "",
+                provider: Provider::Unknown,
+                outcomes: 0,
+            },
+            quarantine_time: now_micros,
+            counts: Counts::default(),
+            uid: String::with_capacity(16),
+            pos: String::with_capacity(128),
+        }
+    }
+
+    /// Start reading a source. `committed_through` holds, per table, the last line an earlier
+    /// ingest already committed for this source (0 when none).
+    pub fn begin_source(&mut self, source: SourceInfo, committed_through: [u64; 4]) {
+        self.current.source = source;
+        self.current.committed_through = committed_through;
+    }
+
+    /// The source being read.
+    pub fn source(&self) -> &SourceInfo {
+        &self.current.source
+    }
+
+    /// Set the format (and with it the provider) of the rows that follow.
+    pub fn set_format(&mut self, format: &'static str, provider: Provider) {
+        self.current.format = format;
+        self.current.provider = provider;
+    }
+
+    /// Count a record read and start tracking its outcomes. Call before handing it to a parser.
+    pub fn begin_record(&mut self) {
+        self.counts.records += 1;
+        self.current.outcomes = 0;
+    }
+
+    /// Finish a record: a record that produced no row, quarantine or skip is counted as skipped
+    /// (`empty`), so conservation holds for every record.
+    pub fn end_record(&mut self) {
+        if self.current.outcomes == 0 {
+            *self.counts.skipped.entry("empty".to_owned()).or_default() += 1;
+        }
+    }
+
+    fn replayed(&mut self, table: Table, line: u64) -> bool {
+        self.current.outcomes += 1;
+        if line <= self.current.committed_through[table as usize] {
+            self.counts.replayed += 1;
+            return true;
+        }
+        *self.counts.rows.entry(table.name()).or_default() += 1;
+        false
+    }
+
+    fn position(&mut self, line: u64, sub: u32) {
+        let src = &self.current.source;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(src.key.as_bytes());
+        h.update(&line.to_le_bytes());
+        h.update(&sub.to_le_bytes());
+        self.uid.clear();
+        let _ = write!(self.uid, "{:016x}", h.digest());
+        self.pos.clear();
+        self.pos.push_str(&src.name);
+        self.pos.push(src.separator);
+        let _ = write!(self.pos, "{line}");
+        if sub > 0 {
+            let _ = write!(self.pos, "#{sub}");
+        }
+    }
+
+    /// Append a `flows` row for element `sub` (0 for a record that is one row) of `record`.
+    pub fn flow(&mut self, record: &Record<'_>, sub: u32, row: &FlowRow<'_>) {
+        if self.replayed(Table::Flows, record.line) {
+            return;
+        }
+        self.position(record.line, sub);
+        let common = Common {
+            provider: self.current.provider.as_str(),
+            format: self.current.format,
+            event_uid: &self.uid,
+            source: &self.pos,
+        };
+        self.flows.append(row, &common);
+    }
+
+    /// Append a `signins` row.
+    pub fn signin(&mut self, record: &Record<'_>, sub: u32, row: &SigninRow<'_>) {
+        if self.replayed(Table::Signins, record.line) {
+            return;
+        }
+        self.position(record.line, sub);
+        let common = Common {
+            provider: self.current.provider.as_str(),
+            format: self.current.format,
+            event_uid: &self.uid,
+            source: &self.pos,
+        };
+        self.signins.append(row, &common);
+    }
+
+    /// Append a `cert_events` row.
+    pub fn cert_event(&mut self, record: &Record<'_>, sub: u32, row: &CertEventRow<'_>) {
+        if self.replayed(Table::CertEvents, record.line) {
+            return;
+        }
+        self.position(record.line, sub);
+        let common = Common {
+            provider: self.current.provider.as_str(),
+            format: self.current.format,
+            event_uid: &self.uid,
+            source: &self.pos,
+        };
+        self.certs.append(row, &common);
+    }
+
+    /// Quarantine element `sub` of `record` (its raw bytes are `record.bytes`).
+    pub fn quarantine(&mut self, record: &Record<'_>, sub: u32, reason: Reason, detail: &str) {
+        self.quarantine_raw(
+            record.line,
+            sub,
+            record.bytes,
+            record.bytes.len() as u64,
+            reason,
+            detail,
+        );
+    }
+
+    /// Quarantine a record of which only `raw` (a prefix, possibly) is at hand and whose full
+    /// length is `byte_len`: over-long lines and truncated inputs.
+    pub fn quarantine_raw(
+        &mut self,
+        line: u64,
+        sub: u32,
+        raw: &[u8],
+        byte_len: u64,
+        reason: Reason,
+        detail: &str,
+    ) {
+        if self.replayed(Table::Quarantine, line) {
+            return;
+        }
+        *self.counts.quarantined.entry(reason.as_str()).or_default() += 1;
+        self.position(line, sub);
+        let format = (!self.current.format.is_empty()).then_some(self.current.format);
+        let provider = if format.is_some() { self.current.provider } else { Provider::Unknown };
+        self.quarantine.append(&QuarantineEntry {
+            time: self.quarantine_time,
+            provider: provider.as_str(),
+            format,
+            reason,
+            detail,
+            byte_len,
+            raw,
+            event_uid: &self.uid,
+            source: &self.pos,
+        });
+    }
+
+    /// Count a record that belongs to no table, with a short reason such as
+    /// `aws-cloudtrail: not a sign-in or certificate event`.
+    pub fn skip(&mut self, reason: &str) {
+        self.current.outcomes += 1;
+        match self.counts.skipped.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.skipped.insert(reason.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Record that `rows` rows of `format` carried `field`, which maps to no column.
+    pub fn note_unmapped(&mut self, format: &str, field: &str, rows: u64) {
+        if rows == 0 {
+            return;
+        }
+        let key = format!("{format}: {field}");
+        *self.counts.unmapped.entry(key).or_default() += rows;
+    }
+
+    /// Rows currently buffered in the largest builder.
+    pub fn buffered_rows(&self) -> usize {
+        self.flows.len().max(self.signins.len()).max(self.certs.len()).max(self.quarantine.len())
+    }
+
+    /// Take a batch from every table holding at least `min_rows` rows (every non-empty table
+    /// when `min_rows` is 0).
+    pub fn take_batches(&mut self, min_rows: usize) -> Vec<(Table, RecordBatch)> {
+        let min = min_rows.max(1);
+        let mut out = Vec::new();
+        if self.flows.len() >= min {
+            out.push((Table::Flows, self.flows.finish()));
+        }
+        if self.signins.len() >= min {
+            out.push((Table::Signins, self.signins.finish()));
+        }
+        if self.certs.len() >= min {
+            out.push((Table::CertEvents, self.certs.finish()));
+        }
+        if self.quarantine.len() >= min {
+            out.push((Table::Quarantine, self.quarantine.finish()));
+        }
+        out
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> &Counts {
+        &self.counts
+    }
+
+    /// Take the counts, resetting them.
+    pub fn take_counts(&mut self) -> Counts {
+        std::mem::take(&mut self.counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, StringArray};
+
+    fn strings(batch: &RecordBatch, col: &str) -> Vec<String> {
+        let a = batch.column_by_name(col).expect("column");
+        let a = a.as_any().downcast_ref::<StringArray>().expect("utf8");
+        (0..a.len()).map(|i| a.value(i).to_owned()).collect()
+    }
+
+    #[test]
+    fn rows_get_stable_uids_and_positions() {
+        let mut out = Output::new(8, 0);
+        out.begin_source(SourceInfo::lines("file:abc", "flows.log"), [0; 4]);
+        out.set_format("aws-vpcflow", Provider::Aws);
+        let rec = Record { line: 7, bytes: b"x" };
+        out.begin_record();
+        out.flow(&rec, 0, &FlowRow { time: 1, ..Default::default() });
+        out.flow(&rec, 2, &FlowRow { time: 1, ..Default::default() });
+        out.end_record();
+        let batches = out.take_batches(0);
+        assert_eq!(batches.len(), 1);
+        let (table, batch) = &batches[0];
+        assert_eq!(*table, Table::Flows);
+        assert_eq!(strings(batch, "source"), ["flows.log:7", "flows.log:7#2"]);
+        let uids = strings(batch, "event_uid");
+        assert_ne!(uids[0], uids[1]);
+        assert_eq!(strings(batch, "provider"), ["aws", "aws"]);
+
+        // Same source identity and position → same uid, whatever the display name.
+        let mut again = Output::new(8, 0);
+        again.begin_source(SourceInfo::lines("file:abc", "moved/flows.log"), [0; 4]);
+        again.set_format("aws-vpcflow", Provider::Aws);
+        again.flow(&rec, 0, &FlowRow { time: 1, ..Default::default() });
+        let (_, batch) = &again.take_batches(0)[0];
+        assert_eq!(strings(batch, "event_uid")[0], uids[0]);
+    }
+
+    #[test]
+    fn committed_lines_are_not_appended_again() {
+        let mut out = Output::new(8, 0);
+        out.begin_source(SourceInfo::lines("k", "n"), [5, 0, 0, 3]);
+        out.set_format("aws-vpcflow", Provider::Aws);
+        for line in 1..=6 {
+            let rec = Record { line, bytes: b"r" };
+            out.flow(&rec, 0, &FlowRow { time: 1, ..Default::default() });
+            out.quarantine(&rec, 0, Reason::BadField, "x");
+        }
+        assert_eq!(out.counts().rows_in(Table::Flows), 1);
+        assert_eq!(out.counts().rows_in(Table::Quarantine), 3);
+        assert_eq!(out.counts().replayed, 8);
+    }
+
+    #[test]
+    fn records_without_outcome_count_as_skipped() {
+        let mut out = Output::new(8, 0);
+        out.begin_record();
+        out.end_record();
+        out.begin_record();
+        out.skip("aws-cloudtrail: not a sign-in");
+        out.end_record();
+        assert_eq!(out.counts().records, 2);
+        assert_eq!(out.counts().skipped_total(), 2);
+    }
+
+    #[test]
+    fn quarantine_without_format_is_unknown_provider() {
+        let mut out = Output::new(8, 0);
+        out.begin_source(SourceInfo::lines("k", "n"), [0; 4]);
+        out.quarantine_raw(3, 0, b"\xff\xfe", 2, Reason::InvalidUtf8, "not UTF-8");
+        let (_, batch) = &out.take_batches(0)[0];
+        assert_eq!(strings(batch, "provider"), ["unknown"]);
+        let format = batch.column_by_name("format").expect("format");
+        assert!(format.is_null(0));
+        assert_eq!(out.counts().quarantined.get("invalid_utf8"), Some(&1));
+    }
+}

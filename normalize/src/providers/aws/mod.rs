@@ -1,0 +1,3 @@
+//! Amazon Web Services formats.
+
+pub mod vpcflow;

@@ -1,0 +1,1 @@
+//! ztlake-storage
