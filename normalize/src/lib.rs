@@ -11,9 +11,11 @@
 //! - [`quarantine`]: reason codes and the quarantine table's builder.
 //! - [`format`]: the parser interface, format detection and options.
 //! - [`providers`]: the registry of formats, one parser file each.
+//! - [`json`]: shared tools for JSON formats (caps, typed decoding, lenient types, times).
 //! - [`values`]: shared conversions (integers from bytes, canonical IPs, times).
 
 pub mod format;
+pub mod json;
 pub mod output;
 pub mod providers;
 pub mod quarantine;

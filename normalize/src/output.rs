@@ -42,12 +42,15 @@ pub struct SourceInfo {
     pub name: String,
     /// Separator between the name and the position in `source` (`:` for lines, `@` for offsets).
     pub separator: char,
+    /// When the source was delivered (file modification time, message timestamp), UTC
+    /// microseconds: the time of records whose format carries none.
+    pub delivered: Option<i64>,
 }
 
 impl SourceInfo {
     /// A file-like source whose positions are line numbers.
     pub fn lines(key: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { key: key.into(), name: name.into(), separator: ':' }
+        Self { key: key.into(), name: name.into(), separator: ':', delivered: None }
     }
 }
 
@@ -67,6 +70,8 @@ pub struct Counts {
     pub replayed: u64,
     /// Source fields that map to no column, as `format: field` → rows carrying them.
     pub unmapped: BTreeMap<String, u64>,
+    /// Rows normalized with a caveat (e.g. time taken from the delivery time), per caveat.
+    pub notes: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -85,6 +90,9 @@ impl Counts {
         self.replayed += other.replayed;
         for (k, v) in &other.unmapped {
             *self.unmapped.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.notes {
+            *self.notes.entry(k.clone()).or_default() += v;
         }
     }
 
@@ -176,6 +184,12 @@ impl Output {
     pub fn begin_record(&mut self) {
         self.counts.records += 1;
         self.current.outcomes = 0;
+    }
+
+    /// Count the record just begun as already committed by an earlier ingest (not parsed).
+    pub fn replayed_record(&mut self) {
+        self.current.outcomes += 1;
+        self.counts.replayed += 1;
     }
 
     /// Finish a record: a record that produced no row, quarantine or skip is counted as skipped
@@ -309,6 +323,16 @@ impl Output {
             Some(n) => *n += 1,
             None => {
                 self.counts.skipped.insert(reason.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Count a row normalized with a caveat worth telling the user about.
+    pub fn note(&mut self, caveat: &str) {
+        match self.counts.notes.get_mut(caveat) {
+            Some(n) => *n += 1,
+            None => {
+                self.counts.notes.insert(caveat.to_owned(), 1);
             }
         }
     }

@@ -332,8 +332,13 @@ impl VpcFlowParser {
         let mut scratch = std::mem::take(&mut self.scratch);
         let layout = self.layout_for(count);
         match fill_row(layout, tokens, fallback_time, &mut scratch) {
-            Ok(row) => {
+            Ok((row, delivery_time)) => {
                 layout.rows += 1;
+                if delivery_time {
+                    out.note(
+                        "aws-vpcflow: time from the delivery time (layout has no start or end)",
+                    );
+                }
                 out.flow(record, sub, &row);
             }
             Err((reason, detail)) => out.quarantine(record, sub, reason, &detail),
@@ -344,7 +349,8 @@ impl VpcFlowParser {
 
 impl Parser for VpcFlowParser {
     fn parse(&mut self, record: &Record<'_>, out: &mut Output) {
-        self.parse_line(record.bytes, record, 0, None, out);
+        let delivered = out.source().delivered;
+        self.parse_line(record.bytes, record, 0, delivered, out);
     }
 
     fn finish(&mut self, out: &mut Output) {
@@ -367,13 +373,13 @@ fn bad(field: &str, value: &str) -> Rejection {
     (Reason::BadField, format!("{field}: invalid value {shown:?}"))
 }
 
-/// Build the row for one data line.
+/// Build the row for one data line; the flag says the time is the delivery time.
 fn fill_row<'a>(
     layout: &Layout,
     tokens: &[&'a str],
     fallback_time: Option<i64>,
     scratch: &'a mut [String; 4],
-) -> Result<FlowRow<'a>, Rejection> {
+) -> Result<(FlowRow<'a>, bool), Rejection> {
     if tokens.len() != layout.len {
         return Err((
             Reason::FieldCount,
@@ -445,10 +451,10 @@ fn fill_row<'a>(
     };
     let no_time_fields =
         layout.slots[Slot::Start as usize] == ABSENT && layout.slots[Slot::End as usize] == ABSENT;
-    let time = match (start, end) {
-        (Some(t), _) | (None, Some(t)) => t,
+    let (time, delivery_time) = match (start, end) {
+        (Some(t), _) | (None, Some(t)) => (t, false),
         (None, None) => match fallback_time {
-            Some(t) if no_time_fields => t,
+            Some(t) if no_time_fields => (t, true),
             _ => return Err((Reason::MissingField, "start: no start or end time".to_owned())),
         },
     };
@@ -495,7 +501,7 @@ fn fill_row<'a>(
         },
     };
 
-    Ok(FlowRow {
+    let row = FlowRow {
         time,
         end_time: end,
         account: text(Slot::Account),
@@ -523,7 +529,8 @@ fn fill_row<'a>(
         traffic_path,
         encrypted,
         ..FlowRow::default()
-    })
+    };
+    Ok((row, delivery_time))
 }
 
 /// Confidence that a record is a VPC flow log line: space-separated tokens of the flow log
