@@ -195,7 +195,6 @@ impl Parser for AutoParser {
                 out.set_format("", Provider::Unknown);
                 out.quarantine(
                     record,
-                    0,
                     Reason::UnknownFormat,
                     "no registered format recognizes this record",
                 );

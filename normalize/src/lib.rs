@@ -23,6 +23,9 @@ pub mod rows;
 pub mod schema;
 pub mod values;
 
+#[cfg(test)]
+mod golden;
+
 pub use format::{Format, Framing, ParseOptions, Parser};
 pub use output::{Counts, Output, Record, SourceInfo};
 pub use quarantine::Reason;

@@ -120,7 +120,8 @@ struct Current {
     committed_through: [u64; 4],
     format: &'static str,
     provider: Provider,
-    /// Outcomes produced for the record being parsed (rows, quarantines, skips).
+    /// Outcomes produced for the record being parsed (rows, quarantines, skips); also the
+    /// ordinal of the next row within the record.
     outcomes: u64,
 }
 
@@ -137,6 +138,7 @@ pub struct Output {
     counts: Counts,
     uid: String,
     pos: String,
+    ordinal: u64,
 }
 
 impl Output {
@@ -159,6 +161,7 @@ impl Output {
             counts: Counts::default(),
             uid: String::with_capacity(16),
             pos: String::with_capacity(128),
+            ordinal: 0,
         }
     }
 
@@ -200,7 +203,10 @@ impl Output {
         }
     }
 
+    /// Count an outcome of the current record; returns whether it is a replay, and leaves the
+    /// row's ordinal within the record in `self.ordinal`.
     fn replayed(&mut self, table: Table, line: u64) -> bool {
+        self.ordinal = self.current.outcomes;
         self.current.outcomes += 1;
         if line <= self.current.committed_through[table as usize] {
             self.counts.replayed += 1;
@@ -210,7 +216,8 @@ impl Output {
         false
     }
 
-    fn position(&mut self, line: u64, sub: u32) {
+    fn position(&mut self, line: u64) {
+        let sub = self.ordinal;
         let src = &self.current.source;
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(src.key.as_bytes());
@@ -227,12 +234,13 @@ impl Output {
         }
     }
 
-    /// Append a `flows` row for element `sub` (0 for a record that is one row) of `record`.
-    pub fn flow(&mut self, record: &Record<'_>, sub: u32, row: &FlowRow<'_>) {
+    /// Append a `flows` row produced from `record`. Rows produced from one record are numbered
+    /// in order (0, 1, …); the number is part of `event_uid` and shows in `source` as `#n`.
+    pub fn flow(&mut self, record: &Record<'_>, row: &FlowRow<'_>) {
         if self.replayed(Table::Flows, record.line) {
             return;
         }
-        self.position(record.line, sub);
+        self.position(record.line);
         let common = Common {
             provider: self.current.provider.as_str(),
             format: self.current.format,
@@ -243,11 +251,11 @@ impl Output {
     }
 
     /// Append a `signins` row.
-    pub fn signin(&mut self, record: &Record<'_>, sub: u32, row: &SigninRow<'_>) {
+    pub fn signin(&mut self, record: &Record<'_>, row: &SigninRow<'_>) {
         if self.replayed(Table::Signins, record.line) {
             return;
         }
-        self.position(record.line, sub);
+        self.position(record.line);
         let common = Common {
             provider: self.current.provider.as_str(),
             format: self.current.format,
@@ -258,11 +266,11 @@ impl Output {
     }
 
     /// Append a `cert_events` row.
-    pub fn cert_event(&mut self, record: &Record<'_>, sub: u32, row: &CertEventRow<'_>) {
+    pub fn cert_event(&mut self, record: &Record<'_>, row: &CertEventRow<'_>) {
         if self.replayed(Table::CertEvents, record.line) {
             return;
         }
-        self.position(record.line, sub);
+        self.position(record.line);
         let common = Common {
             provider: self.current.provider.as_str(),
             format: self.current.format,
@@ -272,16 +280,10 @@ impl Output {
         self.certs.append(row, &common);
     }
 
-    /// Quarantine element `sub` of `record` (its raw bytes are `record.bytes`).
-    pub fn quarantine(&mut self, record: &Record<'_>, sub: u32, reason: Reason, detail: &str) {
-        self.quarantine_raw(
-            record.line,
-            sub,
-            record.bytes,
-            record.bytes.len() as u64,
-            reason,
-            detail,
-        );
+    /// Quarantine `record` (or an element of it: envelope parsers pass a `Record` whose bytes
+    /// are the element).
+    pub fn quarantine(&mut self, record: &Record<'_>, reason: Reason, detail: &str) {
+        self.quarantine_raw(record.line, record.bytes, record.bytes.len() as u64, reason, detail);
     }
 
     /// Quarantine a record of which only `raw` (a prefix, possibly) is at hand and whose full
@@ -289,7 +291,6 @@ impl Output {
     pub fn quarantine_raw(
         &mut self,
         line: u64,
-        sub: u32,
         raw: &[u8],
         byte_len: u64,
         reason: Reason,
@@ -299,7 +300,7 @@ impl Output {
             return;
         }
         *self.counts.quarantined.entry(reason.as_str()).or_default() += 1;
-        self.position(line, sub);
+        self.position(line);
         let format = (!self.current.format.is_empty()).then_some(self.current.format);
         let provider = if format.is_some() { self.current.provider } else { Provider::Unknown };
         self.quarantine.append(&QuarantineEntry {
@@ -400,8 +401,9 @@ mod tests {
         out.set_format("aws-vpcflow", Provider::Aws);
         let rec = Record { line: 7, bytes: b"x" };
         out.begin_record();
-        out.flow(&rec, 0, &FlowRow { time: 1, ..Default::default() });
-        out.flow(&rec, 2, &FlowRow { time: 1, ..Default::default() });
+        out.flow(&rec, &FlowRow { time: 1, ..Default::default() });
+        out.skip("x");
+        out.flow(&rec, &FlowRow { time: 1, ..Default::default() });
         out.end_record();
         let batches = out.take_batches(0);
         assert_eq!(batches.len(), 1);
@@ -416,7 +418,8 @@ mod tests {
         let mut again = Output::new(8, 0);
         again.begin_source(SourceInfo::lines("file:abc", "moved/flows.log"), [0; 4]);
         again.set_format("aws-vpcflow", Provider::Aws);
-        again.flow(&rec, 0, &FlowRow { time: 1, ..Default::default() });
+        again.begin_record();
+        again.flow(&rec, &FlowRow { time: 1, ..Default::default() });
         let (_, batch) = &again.take_batches(0)[0];
         assert_eq!(strings(batch, "event_uid")[0], uids[0]);
     }
@@ -428,8 +431,9 @@ mod tests {
         out.set_format("aws-vpcflow", Provider::Aws);
         for line in 1..=6 {
             let rec = Record { line, bytes: b"r" };
-            out.flow(&rec, 0, &FlowRow { time: 1, ..Default::default() });
-            out.quarantine(&rec, 0, Reason::BadField, "x");
+            out.begin_record();
+            out.flow(&rec, &FlowRow { time: 1, ..Default::default() });
+            out.quarantine(&rec, Reason::BadField, "x");
         }
         assert_eq!(out.counts().rows_in(Table::Flows), 1);
         assert_eq!(out.counts().rows_in(Table::Quarantine), 3);
@@ -452,7 +456,7 @@ mod tests {
     fn quarantine_without_format_is_unknown_provider() {
         let mut out = Output::new(8, 0);
         out.begin_source(SourceInfo::lines("k", "n"), [0; 4]);
-        out.quarantine_raw(3, 0, b"\xff\xfe", 2, Reason::InvalidUtf8, "not UTF-8");
+        out.quarantine_raw(3, b"\xff\xfe", 2, Reason::InvalidUtf8, "not UTF-8");
         let (_, batch) = &out.take_batches(0)[0];
         assert_eq!(strings(batch, "provider"), ["unknown"]);
         let format = batch.column_by_name("format").expect("format");

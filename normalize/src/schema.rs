@@ -362,18 +362,21 @@ pub enum Provider {
     Okta,
     /// Kubernetes, including cert-manager and service-mesh access logs.
     Kubernetes,
+    /// Zeek network sensors (TLS and X.509 logs seen on the wire).
+    Zeek,
     /// Not known (quarantine rows whose format was not recognized).
     Unknown,
 }
 
 impl Provider {
     /// Every provider value.
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Aws,
         Provider::Azure,
         Provider::Gcp,
         Provider::Okta,
         Provider::Kubernetes,
+        Provider::Zeek,
         Provider::Unknown,
     ];
 
@@ -385,6 +388,7 @@ impl Provider {
             Provider::Gcp => "gcp",
             Provider::Okta => "okta",
             Provider::Kubernetes => "kubernetes",
+            Provider::Zeek => "zeek",
             Provider::Unknown => "unknown",
         }
     }

@@ -292,26 +292,24 @@ impl VpcFlowParser {
         &mut self.inferred[index]
     }
 
-    /// Parse one flow log line (also used for messages inside envelopes). `fallback_time` is
-    /// the delivery time (envelope timestamp, file time) used when the layout has neither
-    /// `start` nor `end`.
+    /// Parse one flow log line (also used for messages inside envelopes: pass a `Record` whose
+    /// bytes are the message). `fallback_time` is the delivery time (envelope timestamp, file
+    /// time) used when the layout has neither `start` nor `end`.
     pub fn parse_line(
         &mut self,
-        line: &[u8],
         record: &Record<'_>,
-        sub: u32,
         fallback_time: Option<i64>,
         out: &mut Output,
     ) {
-        let Ok(text) = std::str::from_utf8(line) else {
-            out.quarantine(record, sub, Reason::InvalidUtf8, "flow log line is not valid UTF-8");
+        let Ok(text) = std::str::from_utf8(record.bytes) else {
+            out.quarantine(record, Reason::InvalidUtf8, "flow log line is not valid UTF-8");
             return;
         };
         let mut tokens: [&str; MAX_FIELDS] = [""; MAX_FIELDS];
         let mut count = 0usize;
         for token in text.split(' ').filter(|t| !t.is_empty()) {
             if count == MAX_FIELDS {
-                out.quarantine(record, sub, Reason::FieldCount, "more than 64 fields");
+                out.quarantine(record, Reason::FieldCount, "more than 64 fields");
                 return;
             }
             tokens[count] = token;
@@ -339,9 +337,9 @@ impl VpcFlowParser {
                         "aws-vpcflow: time from the delivery time (layout has no start or end)",
                     );
                 }
-                out.flow(record, sub, &row);
+                out.flow(record, &row);
             }
-            Err((reason, detail)) => out.quarantine(record, sub, reason, &detail),
+            Err((reason, detail)) => out.quarantine(record, reason, &detail),
         }
         self.scratch = scratch;
     }
@@ -350,7 +348,7 @@ impl VpcFlowParser {
 impl Parser for VpcFlowParser {
     fn parse(&mut self, record: &Record<'_>, out: &mut Output) {
         let delivered = out.source().delivered;
-        self.parse_line(record.bytes, record, 0, delivered, out);
+        self.parse_line(record, delivered, out);
     }
 
     fn finish(&mut self, out: &mut Output) {
