@@ -102,6 +102,18 @@ fn batch_rows(table: Table, batch: &RecordBatch) -> Vec<Map<String, Value>> {
         .collect()
 }
 
+/// The shared corpus (`../shared/corpus` beside the project). Panics with a clear message when
+/// it is absent: tests that compare against peers' expected outputs need it.
+pub(crate) fn corpus_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    assert!(
+        dir.is_dir(),
+        "the shared corpus is missing at {}: clone ztlake beside `shared/` (as CI does) to run corpus tests",
+        dir.display()
+    );
+    dir
+}
+
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
 }
