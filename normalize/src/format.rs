@@ -193,11 +193,11 @@ impl Parser for AutoParser {
             }
             None => {
                 out.set_format("", Provider::Unknown);
-                out.quarantine(
-                    record,
-                    Reason::UnknownFormat,
-                    "no registered format recognizes this record",
-                );
+                if std::str::from_utf8(record.bytes).is_err() {
+                    out.quarantine(record, Reason::InvalidUtf8, "record is not valid UTF-8 and no format recognizes it");
+                } else {
+                    out.quarantine(record, Reason::UnknownFormat, "no registered format recognizes this record");
+                }
             }
         }
     }

@@ -78,7 +78,7 @@ const fn req(name: &'static str, kind: Kind, doc: &'static str) -> Column {
 
 use Kind::{Bool, Date, Int32, Int64, Text, TextList, Timestamp};
 
-const PROVIDER_DOC: &str = "Platform that produced the record: aws, azure (incl. Entra ID), gcp (incl. Google Workspace), okta, kubernetes (incl. cert-manager and the service mesh)";
+const PROVIDER_DOC: &str = "Platform that produced the record: aws, azure (incl. Entra ID), gcp (incl. Google Workspace), okta, kubernetes (incl. cert-manager and the service mesh), zeek (network sensors)";
 const FORMAT_DOC: &str = "ztlake format name of the parser that produced the row (e.g. aws-vpcflow); see `ztlake formats`";
 const EVENT_UID_DOC: &str =
     "Stable id of the record: hash of its source identity and position, identical on replay";
