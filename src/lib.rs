@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod commands;
+pub mod generate;
 pub mod hunt;
 pub mod pipeline;

@@ -56,10 +56,13 @@ pub use commit::{CommitOutcome, DataFile, Txn};
 pub use error::{Error, ErrorKind, Result};
 pub use lake::Lake;
 pub use layout::writer_properties;
-pub use maintenance::{CompactOptions, CompactReport, ORPHAN_MIN_AGE, RetainReport, TableStats};
+pub use maintenance::{
+    CompactOptions, CompactReport, ORPHAN_MIN_AGE, RetainReport, TableStats,
+    default_target_file_bytes,
+};
 pub use writer::{
     TableWriter, WriterOptions, default_encoder_threads, default_max_open_files,
-    default_target_file_rows, default_zstd_level,
+    default_queue_depth, default_target_file_rows, default_zstd_level,
 };
 
 /// The Delta table type returned by [`Lake::table`].

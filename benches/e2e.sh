@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: N million generated AWS VPC flow lines (default v2 format) ingested by
+# `ztlake ingest` into a fresh local lake, side by side with DuckDB normalizing the same file to
+# zstd Parquet with 2 threads (when the duckdb Python package is installed). Prints rows/s of
+# both and the ratio, plus ztlake's peak resident memory.
+#
+#   benches/e2e.sh [MILLION_LINES=5] [WORKDIR=target/bench-e2e]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MILLIONS="${1:-5}"
+WORK="${2:-target/bench-e2e}"
+LINES=$((MILLIONS * 1000000))
+BIN="${ZTLAKE_BIN:-target/release/ztlake}"
+PY="${PYTHON:-python3}"
+
+[ -x "$BIN" ] || cargo build --release --bin ztlake
+mkdir -p "$WORK"
+INPUT="$WORK/flows-${MILLIONS}m.log"
+if [ ! -s "$INPUT" ]; then
+  echo "generating $LINES lines into $INPUT"
+  "$BIN" generate vpcflow --count "$LINES" --seed 42 --output "$INPUT"
+fi
+SIZE=$(stat -c %s "$INPUT")
+cat "$INPUT" > /dev/null   # warm the page cache for both tools alike
+
+rm -rf "$WORK/lake"
+echo "== ztlake ingest ($LINES lines, $((SIZE / 1000000)) MB)"
+START=$(date +%s.%N)
+/usr/bin/time -f "%M" -o "$WORK/ztlake.rss" "$BIN" --lake "$WORK/lake" ingest --format aws-vpcflow "$INPUT" > "$WORK/ztlake.out"
+END=$(date +%s.%N)
+ZT_SECS=$(echo "$END - $START" | bc -l)
+ZT_RATE=$(echo "$LINES / $ZT_SECS" | bc -l)
+printf "ztlake: %.2f s, %.2f M rows/s, peak RSS %d MB\n" "$ZT_SECS" "$(echo "$ZT_RATE / 1000000" | bc -l)" "$(( $(cat "$WORK/ztlake.rss") / 1024 ))"
+head -4 "$WORK/ztlake.out"
+
+if "$PY" -c "import duckdb" 2>/dev/null; then
+  echo "== DuckDB $("$PY" -c 'import duckdb; print(duckdb.__version__)') (2 threads), same file to zstd Parquet"
+  rm -f "$WORK/duckdb.parquet"
+  DUCK_SECS=$("$PY" - "$INPUT" "$WORK/duckdb.parquet" <<'PY'
+import sys, time, duckdb
+src, dst = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET threads = 2")
+t = time.time()
+con.execute(f"""
+COPY (
+  SELECT to_timestamp("start") AS time, to_timestamp("end") AS end_time, 'aws' AS provider,
+         "account-id" AS account, "interface-id" AS resource,
+         srcaddr AS src_ip, srcport AS src_port, dstaddr AS dst_ip, dstport AS dst_port,
+         protocol, packets, bytes,
+         CASE action WHEN 'ACCEPT' THEN 'allow' WHEN 'REJECT' THEN 'deny' END AS action,
+         lower("log-status") AS status
+  FROM read_csv('{src}', delim=' ', header=true, nullstr='-',
+                columns={{'version':'INTEGER','account-id':'VARCHAR','interface-id':'VARCHAR',
+                          'srcaddr':'VARCHAR','dstaddr':'VARCHAR','srcport':'INTEGER','dstport':'INTEGER',
+                          'protocol':'INTEGER','packets':'BIGINT','bytes':'BIGINT','start':'BIGINT',
+                          'end':'BIGINT','action':'VARCHAR','log-status':'VARCHAR'}})
+) TO '{dst}' (FORMAT parquet, COMPRESSION zstd)
+""")
+print(time.time() - t)
+PY
+)
+  DUCK_RATE=$(echo "$LINES / $DUCK_SECS" | bc -l)
+  printf "duckdb: %.2f s, %.2f M rows/s\n" "$DUCK_SECS" "$(echo "$DUCK_RATE / 1000000" | bc -l)"
+  printf "ratio ztlake/duckdb: %.2fx\n" "$(echo "$ZT_RATE / $DUCK_RATE" | bc -l)"
+else
+  echo "(DuckDB not installed: pip install duckdb to compare)"
+fi

@@ -1,0 +1,281 @@
+//! The command line: argument definitions (clap) and dispatch to the commands.
+//!
+//! Thin by design: each subcommand parses its arguments here and calls a function in
+//! [`crate::commands`], which tests can call too.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// Parse a byte size such as `1MiB`, `64 KiB`, `16GB` or `4096`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Parse a duration such as `30s`, `5m`, `1h 30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// ztlake: Zero Trust telemetry lake — ingest cloud flow, sign-in and certificate logs into one
+/// set of Delta/Parquet tables and hunt over them with SQL.
+#[derive(Debug, Parser)]
+#[command(name = "ztlake", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The lake: a directory (created when first written) or a URL: file://, s3://bucket/prefix,
+    /// gs://bucket/prefix, az://container/prefix. Cloud credentials come from the usual
+    /// environment variables (AWS_*, GOOGLE_*, AZURE_*).
+    #[arg(long, global = true, env = "ZTLAKE_LAKE", default_value = "./lake")]
+    pub lake: String,
+
+    /// More log output (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read provider logs (files, directories, `-` for stdin; .gz and .zst decompressed) into the
+    /// lake. Re-ingesting the same input commits nothing new.
+    Ingest(IngestArgs),
+    /// Run a read-only SQL query over the lake (interactive prompt when no SQL is given).
+    Hunt(HuntArgs),
+    /// List the canonical tables, their columns and the row counts in the lake.
+    Tables(TablesArgs),
+    /// List the provider formats ztlake reads.
+    Formats,
+    /// Merge small data files per partition (atomic; queries keep working meanwhile).
+    Compact(CompactArgs),
+    /// Drop partitions older than N days, then delete their files.
+    Retain(RetainArgs),
+    /// Write synthetic provider logs (deterministic per seed) for benchmarks and demos.
+    Generate(GenerateArgs),
+    /// Run ztlake end to end on generated and bundled sample data, in one directory: ingest into
+    /// a local lake, then hunt. Needs no external service.
+    Demo(DemoArgs),
+}
+
+/// `ztlake demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory for everything the demo writes (inputs, lake).
+    #[arg(long, default_value = "./ztlake-demo")]
+    pub dir: PathBuf,
+
+    /// Generated flow log lines.
+    #[arg(long, default_value_t = 200_000)]
+    pub flows: u64,
+
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// What `ztlake generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateKind {
+    /// AWS VPC flow logs, default v2 format, with the S3 header line.
+    Vpcflow,
+}
+
+/// `ztlake generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// What to generate.
+    #[arg(value_enum)]
+    pub kind: GenerateKind,
+
+    /// Number of records.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub count: u64,
+
+    /// Seed: the same seed writes the same bytes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Time of the first record (RFC 3339); records spread over --days from there.
+    #[arg(long, default_value = "2023-11-14T22:13:20Z")]
+    pub start: String,
+
+    /// Days the records span.
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// `ztlake ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// Files or directories (read recursively); `-` reads stdin.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Input format: `auto` detects it per record; `ztlake formats` lists the names.
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+
+    /// AWS VPC flow log field list for files without a header line, e.g.
+    /// "version account-id interface-id srcaddr dstaddr ..." or the `${field}` form.
+    #[arg(long, value_name = "FIELDS")]
+    pub vpc_fields: Option<String>,
+
+    /// Longest accepted line; longer lines are quarantined (line_too_long).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    pub max_line_len: u64,
+
+    /// Largest accepted JSON record.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub max_json_len: u64,
+
+    /// Cap on the decompressed size of one compressed input (zip-bomb guard).
+    #[arg(long, default_value = "64GiB", value_parser = parse_size)]
+    pub max_decompressed: u64,
+
+    /// Parquet encoder threads (default: one per core).
+    #[arg(long)]
+    pub encoders: Option<usize>,
+
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Output formats of `ztlake hunt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header; cells starting with = + - @ are neutralized for spreadsheets.
+    Csv,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// A Parquet file (needs --output).
+    Parquet,
+}
+
+/// `ztlake hunt`.
+#[derive(Debug, clap::Args)]
+pub struct HuntArgs {
+    /// The SQL query; without it, an interactive prompt with history starts.
+    pub sql: Option<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+
+    /// Write the result to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+
+    /// Memory limit per query.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub memory_limit: u64,
+
+    /// Time limit per query.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `ztlake tables`.
+#[derive(Debug, clap::Args)]
+pub struct TablesArgs {
+    /// Also print what every column means.
+    #[arg(long)]
+    pub docs: bool,
+
+    /// Print the schema reference as Markdown (the README's schema section) and exit.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+/// `ztlake compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// Only this table (default: all).
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+/// `ztlake retain`.
+#[derive(Debug, clap::Args)]
+pub struct RetainArgs {
+    /// Keep this many days of data (partitions whose date is older are dropped).
+    #[arg(long)]
+    pub days: u32,
+
+    /// Only this table (default: all).
+    #[arg(long)]
+    pub table: Option<String>,
+
+    /// Delete dropped files once they have been out of the table this long (readers still on
+    /// an older version keep working meanwhile). `0s` deletes at once.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub vacuum_grace: Duration,
+}
+
+/// Entry point of the binary: parse arguments, run the command, map errors to exit codes.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ztlake: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ztlake: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,ztlake=info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! The commands behind the CLI. Each takes parsed arguments and does its work through the
+//! library crates; output goes to stdout, diagnostics to stderr.
+
+pub mod demo;
+pub mod formats;
+pub mod generate;
+pub mod hunt;
+pub mod ingest;
+pub mod maintain;
+pub mod tables;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use ztlake_storage::Lake;
+
+use crate::cli::{Cli, Command};
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Formats => formats::run(),
+        Command::Generate(args) => generate::run(&args),
+        Command::Demo(args) => demo::run(args).await,
+        Command::Ingest(args) => ingest::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Hunt(args) => hunt::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Tables(args) => tables::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Compact(args) => maintain::compact(&open_lake(&cli.lake).await?, args).await,
+        Command::Retain(args) => maintain::retain(&open_lake(&cli.lake).await?, args).await,
+    }
+}
+
+/// Open the lake named by `--lake` / `ZTLAKE_LAKE`.
+pub async fn open_lake(location: &str) -> Result<Lake> {
+    use anyhow::Context as _;
+    Lake::open(location).await.with_context(|| format!("opening the lake at {location}"))
+}
+
+/// Parse `--table NAME` into a list of tables (all when absent).
+pub fn tables_arg(name: Option<&str>) -> Result<Vec<ztlake_normalize::Table>> {
+    use ztlake_normalize::Table;
+    match name {
+        None => Ok(Table::ALL.to_vec()),
+        Some(n) => Table::from_name(n).map(|t| vec![t]).ok_or_else(|| {
+            let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+            anyhow::anyhow!("unknown table {n:?}; tables are {}", names.join(", "))
+        }),
+    }
+}

@@ -1,0 +1,387 @@
+//! The ingest pipeline: inputs → framing → parsers → table writers → one atomic commit per table.
+//!
+//! This is where the crates meet (ingest → normalize → storage). For every input it computes a
+//! content fingerprint (the source identity), asks the lake how far earlier ingests of that
+//! source got (Delta `txn` versions), parses the rest on a blocking thread while the table
+//! writers encode Parquet on their own threads, and finally commits each table once, carrying
+//! one `txn` per source (`file:<fingerprint>` → last line read). Re-ingesting the same input, or
+//! replaying after a crash, therefore commits nothing new.
+//!
+//! Every record read ends up counted: rows per table, quarantined (by reason), skipped (headers,
+//! events of no table) or replayed (already committed).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use ztlake_ingest::{Frame, InputFile, ReadOptions, RecordReader};
+use ztlake_normalize::format::{Framing, ParseOptions, Parser, parser_for, sniff_framing};
+use ztlake_normalize::{Counts, Output, Reason, Record, SourceInfo, Table};
+use ztlake_storage::{CommitOutcome, DataFile, Lake, TableWriter, Txn, WriterOptions};
+
+/// Rows buffered per table before a batch goes to the writers.
+pub const BATCH_ROWS: usize = 64 * 1024;
+
+/// What to ingest and how.
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// Files, directories (recursive) and `-` for stdin.
+    pub inputs: Vec<PathBuf>,
+    /// `auto` or a registered format name.
+    pub format: String,
+    /// Parser options (`--vpc-fields`, JSON caps).
+    pub parse: ParseOptions,
+    /// Framing limits and buffer sizes.
+    pub read: ReadOptions,
+    /// Parquet encoder settings.
+    pub writer: WriterOptions,
+}
+
+impl IngestRequest {
+    /// A request with default options.
+    pub fn new(inputs: Vec<PathBuf>) -> Self {
+        Self {
+            inputs,
+            format: "auto".to_owned(),
+            parse: ParseOptions::default(),
+            read: ReadOptions::default(),
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// What happened to one table in an ingest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TableCommit {
+    /// Rows written to new data files.
+    pub rows: u64,
+    /// Data files written.
+    pub files: usize,
+    /// Delta version committed, or `None` when everything was already committed.
+    pub version: Option<i64>,
+}
+
+/// The result of an ingest, printed as the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestSummary {
+    /// Inputs read.
+    pub inputs: usize,
+    /// Raw (compressed) bytes read.
+    pub bytes: u64,
+    /// Per-record accounting.
+    pub counts: Counts,
+    /// Blank lines skipped by the framer (not records).
+    pub blank_lines: u64,
+    /// Inputs not read because another input of this run has the same content.
+    pub duplicate_inputs: Vec<String>,
+    /// Commit result per table.
+    pub commits: BTreeMap<&'static str, TableCommit>,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+impl IngestSummary {
+    /// Records per second over the whole run.
+    pub fn records_per_sec(&self) -> f64 {
+        self.counts.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Progress callbacks, so the CLI can draw a bar and tests can stay silent.
+pub trait Progress: Send + Sync {
+    /// Total raw bytes to read, when known.
+    fn start(&self, total_bytes: Option<u64>);
+    /// Raw bytes read so far and records so far.
+    fn update(&self, bytes: u64, records: u64);
+    /// A new input started.
+    fn input(&self, name: &str);
+    /// Reading is done; committing.
+    fn finish(&self);
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Debug, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: Option<u64>) {}
+    fn update(&self, _: u64, _: u64) {}
+    fn input(&self, _: &str) {}
+    fn finish(&self) {}
+}
+
+/// One input with its identity.
+struct Source {
+    input: InputFile,
+    key: String,
+    /// For stdin, the reader opened while fingerprinting (stdin cannot be opened twice).
+    reader: Option<RecordReader<Box<dyn std::io::Read + Send>>>,
+}
+
+/// Everything the parse thread owns.
+struct ParseState {
+    output: Output,
+    writers: HashMap<Table, TableWriter>,
+    /// Last line read per source key (the txn version to commit).
+    lines: BTreeMap<String, u64>,
+    blank_lines: u64,
+    bytes: u64,
+}
+
+/// Run an ingest into `lake`.
+pub async fn ingest(
+    lake: &Lake,
+    request: &IngestRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<IngestSummary> {
+    let started = Instant::now();
+    // Fail on a bad --format / --vpc-fields before touching any input.
+    parser_for(&request.format, &request.parse)?;
+    let inputs = ztlake_ingest::expand_inputs(&request.inputs)?;
+    let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
+    progress.start(total);
+
+    // Identify every input by content and learn what earlier ingests committed.
+    let read = request.read.clone();
+    let (sources, duplicate_inputs) = tokio::task::spawn_blocking(move || identify(inputs, &read))
+        .await
+        .context("fingerprinting inputs")??;
+    let keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
+    let mut committed: HashMap<Table, HashMap<String, i64>> = HashMap::new();
+    for table in Table::ALL {
+        committed.insert(table, lake.txn_versions(table, &keys).await?);
+    }
+
+    let mut writers = HashMap::new();
+    for table in Table::ALL {
+        writers.insert(table, lake.writer(table, request.writer.clone())?);
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut state = ParseState {
+        output: Output::new(BATCH_ROWS, now),
+        writers,
+        lines: BTreeMap::new(),
+        blank_lines: 0,
+        bytes: 0,
+    };
+
+    let progress_bytes = Arc::new(AtomicU64::new(0));
+    let input_count = sources.len();
+    for source in sources {
+        progress.input(&source.input.display);
+        let through: [u64; 4] = Table::ALL.map(|t| {
+            committed
+                .get(&t)
+                .and_then(|m| m.get(&source.key))
+                .map_or(0, |&v| u64::try_from(v).unwrap_or(0))
+        });
+        let request = request.clone();
+        let done_bytes = Arc::clone(&progress_bytes);
+        let bar = Arc::clone(&progress);
+        let (returned, result) = tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            let result = parse_source(source, through, &request, &mut state, &done_bytes, &*bar);
+            (state, result)
+        })
+        .await
+        .context("parse thread")?;
+        state = returned;
+        result?;
+    }
+
+    // Flush what is buffered, close the data files, commit each table.
+    for (table, batch) in state.output.take_batches(0) {
+        if let Some(w) = state.writers.get_mut(&table) {
+            w.write(batch)?;
+        }
+    }
+    progress.finish();
+    let txns: Vec<Txn> = state
+        .lines
+        .iter()
+        .map(|(key, &line)| Txn::new(key.clone(), i64::try_from(line).unwrap_or(i64::MAX)))
+        .collect();
+    let mut writers = state.writers;
+    let mut files_by_table: Vec<(Table, Vec<DataFile>)> = Vec::new();
+    for table in Table::ALL {
+        if let Some(w) = writers.remove(&table) {
+            let files = tokio::task::spawn_blocking(move || w.finish())
+                .await
+                .context("closing data files")??;
+            files_by_table.push((table, files));
+        }
+    }
+    let mut commits = BTreeMap::new();
+    // Data tables first, quarantine last: each table records its own txn, so a crash between
+    // commits is repaired by the next ingest of the same input.
+    files_by_table.sort_by_key(|(t, _)| matches!(t, Table::Quarantine));
+    for (table, files) in files_by_table {
+        let rows: u64 = files.iter().map(|f| f.rows()).sum();
+        let count = files.len();
+        let mut info = serde_json::Map::new();
+        info.insert("ztlake".into(), serde_json::json!({
+            "operation": "ingest",
+            "sources": state.lines.iter().map(|(k, l)| serde_json::json!({"key": k, "lines": l})).collect::<Vec<_>>(),
+        }));
+        let outcome = lake.commit(table, files, txns.clone(), info).await?;
+        let version = match outcome {
+            CommitOutcome::Committed { version, .. } => Some(version),
+            CommitOutcome::AlreadyCommitted | CommitOutcome::Empty => None,
+        };
+        commits.insert(
+            table.name(),
+            TableCommit { rows: if version.is_some() { rows } else { 0 }, files: count, version },
+        );
+    }
+
+    Ok(IngestSummary {
+        inputs: input_count,
+        bytes: state.bytes,
+        counts: state.output.take_counts(),
+        blank_lines: state.blank_lines,
+        duplicate_inputs,
+        commits,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Fingerprint every input (first 64 KiB of its decompressed content).
+fn identify(inputs: Vec<InputFile>, read: &ReadOptions) -> Result<(Vec<Source>, Vec<String>)> {
+    let mut sources = Vec::with_capacity(inputs.len());
+    let mut duplicates = Vec::new();
+    for input in inputs {
+        let opened = ztlake_ingest::open(&input, read)?;
+        let mut reader = opened.into_records(ztlake_ingest::Framing::Lines, read);
+        let fingerprint = reader.fingerprint()?;
+        let key = format!("file:{fingerprint:032x}");
+        if let Some(first) = sources.iter().find(|s: &&Source| s.key == key) {
+            duplicates.push(format!("{} (same content as {})", input.display, first.input.display));
+            continue;
+        }
+        let keep = input.is_stdin().then_some(reader);
+        sources.push(Source { input, key, reader: keep });
+    }
+    Ok((sources, duplicates))
+}
+
+fn to_ingest_framing(f: Framing) -> ztlake_ingest::Framing {
+    match f {
+        Framing::Lines => ztlake_ingest::Framing::Lines,
+        Framing::Json => ztlake_ingest::Framing::Json,
+    }
+}
+
+/// Parse one source into the state's output and writers (runs on a plain thread).
+fn parse_source(
+    source: Source,
+    committed_through: [u64; 4],
+    request: &IngestRequest,
+    state: &mut ParseState,
+    progress_bytes: &AtomicU64,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let Source { input, key, reader } = source;
+    let (mut reader, raw_bytes) = match reader {
+        Some(r) => (r, None),
+        None => {
+            let opened = ztlake_ingest::open(&input, &request.read)?;
+            let counter = Arc::clone(&opened.raw_bytes);
+            (opened.into_records(ztlake_ingest::Framing::Lines, &request.read), Some(counter))
+        }
+    };
+    let framing = if request.format == "auto" {
+        sniff_framing(reader.peek(4096))
+    } else {
+        ztlake_normalize::format::format_by_name(&request.format)?.framing
+    };
+    reader.set_framing(to_ingest_framing(framing));
+    let mut parser: Box<dyn Parser> = parser_for(&request.format, &request.parse)?;
+    let out = &mut state.output;
+    let mut info = SourceInfo::lines(key.clone(), input.display.clone());
+    info.delivered = delivery_time(&input);
+    out.begin_source(info, committed_through);
+    // Lines every table already holds need not be parsed at all.
+    let skip_through = committed_through.iter().copied().min().unwrap_or(0);
+
+    let base_bytes = progress_bytes.load(Ordering::Relaxed);
+    let mut last_line = 0u64;
+    let mut since_flush = 0usize;
+    while let Some(frame) = reader.next_record() {
+        match frame {
+            Frame::Record { line, bytes } => {
+                last_line = line;
+                if line <= skip_through {
+                    out.begin_record();
+                    out.replayed_record();
+                    continue;
+                }
+                out.begin_record();
+                parser.parse(&Record { line, bytes }, out);
+                out.end_record();
+            }
+            Frame::TooLong { line, len, prefix } => {
+                last_line = line;
+                out.begin_record();
+                let detail = format!(
+                    "record of {len} bytes exceeds the {} byte limit",
+                    limit_for(framing, &request.read)
+                );
+                out.quarantine_raw(line, prefix, len, Reason::LineTooLong, &detail);
+                out.end_record();
+            }
+            Frame::Broken { line, partial, len, error } => {
+                // The damaged tail counts as read: ingesting the same input again must not
+                // quarantine it twice.
+                last_line = line;
+                out.begin_record();
+                let reason = match error {
+                    ztlake_ingest::Error::DecompressedTooLarge { .. } => Reason::SizeCapExceeded,
+                    _ => Reason::TruncatedInput,
+                };
+                out.quarantine_raw(line, partial, len, reason, &error.to_string());
+                out.end_record();
+            }
+        }
+        since_flush += 1;
+        if since_flush >= 4096 {
+            since_flush = 0;
+            if out.buffered_rows() >= BATCH_ROWS {
+                for (table, batch) in out.take_batches(BATCH_ROWS) {
+                    if let Some(w) = state.writers.get_mut(&table) {
+                        w.write(batch)?;
+                    }
+                }
+            }
+            if let Some(c) = &raw_bytes {
+                progress_bytes.store(base_bytes + c.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            progress.update(progress_bytes.load(Ordering::Relaxed), out.counts().records);
+        }
+    }
+    parser.finish(out);
+    state.blank_lines += reader.blank_lines();
+    let read_bytes = raw_bytes.map_or(0, |c| c.load(Ordering::Relaxed));
+    state.bytes += read_bytes;
+    progress_bytes.store(base_bytes + read_bytes, Ordering::Relaxed);
+    let entry = state.lines.entry(key).or_insert(0);
+    *entry = (*entry).max(last_line);
+    Ok(())
+}
+
+/// When an input was delivered: the file's modification time, or now for stdin.
+fn delivery_time(input: &InputFile) -> Option<i64> {
+    let Some(path) = &input.path else { return Some(chrono::Utc::now().timestamp_micros()) };
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    ztlake_normalize::values::checked_micros(i64::try_from(since.as_micros()).ok()?)
+}
+
+fn limit_for(framing: Framing, read: &ReadOptions) -> usize {
+    match framing {
+        Framing::Lines => read.max_line_len,
+        Framing::Json => read.max_json_len,
+    }
+}
