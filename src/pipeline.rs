@@ -358,7 +358,7 @@ fn parse_source(
             if let Some(c) = &raw_bytes {
                 progress_bytes.store(base_bytes + c.load(Ordering::Relaxed), Ordering::Relaxed);
             }
-            progress.update(progress_bytes.load(Ordering::Relaxed), out.counts().records);
+            progress.update(progress_bytes.load(Ordering::Relaxed), out.records());
         }
     }
     parser.finish(out);

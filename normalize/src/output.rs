@@ -13,7 +13,6 @@
 //! re-reading an input after a crash cannot duplicate rows.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use arrow::record_batch::RecordBatch;
 
@@ -138,7 +137,13 @@ pub struct Output {
     counts: Counts,
     uid: String,
     pos: String,
+    /// Length of `name` + separator at the start of `pos`.
+    pos_prefix: usize,
     ordinal: u64,
+    /// xxh3-64 of the current source key: the seed of every row's uid.
+    key_seed: u64,
+    /// Rows appended per table (indexed by `Table as usize`).
+    rows: [u64; 4],
 }
 
 impl Output {
@@ -161,13 +166,21 @@ impl Output {
             counts: Counts::default(),
             uid: String::with_capacity(16),
             pos: String::with_capacity(128),
+            pos_prefix: 0,
             ordinal: 0,
+            key_seed: 0,
+            rows: [0; 4],
         }
     }
 
     /// Start reading a source. `committed_through` holds, per table, the last line an earlier
     /// ingest already committed for this source (0 when none).
     pub fn begin_source(&mut self, source: SourceInfo, committed_through: [u64; 4]) {
+        self.key_seed = xxhash_rust::xxh3::xxh3_64(source.key.as_bytes());
+        self.pos.clear();
+        self.pos.push_str(&source.name);
+        self.pos.push(source.separator);
+        self.pos_prefix = self.pos.len();
         self.current.source = source;
         self.current.committed_through = committed_through;
     }
@@ -212,25 +225,32 @@ impl Output {
             self.counts.replayed += 1;
             return true;
         }
-        *self.counts.rows.entry(table.name()).or_default() += 1;
+        self.rows[table as usize] += 1;
         false
     }
 
+    /// Fill `uid` and `pos` for the row at `line` (and the current ordinal): the uid is xxh3-64
+    /// of (line, ordinal) seeded with the source key's hash; `pos` is `name:line[#ordinal]`.
     fn position(&mut self, line: u64) {
         let sub = self.ordinal;
-        let src = &self.current.source;
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(src.key.as_bytes());
-        h.update(&line.to_le_bytes());
-        h.update(&sub.to_le_bytes());
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&line.to_le_bytes());
+        bytes[8..].copy_from_slice(&sub.to_le_bytes());
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, self.key_seed);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 16];
+        for (i, h) in hex.iter_mut().enumerate() {
+            *h = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+        }
         self.uid.clear();
-        let _ = write!(self.uid, "{:016x}", h.digest());
-        self.pos.clear();
-        self.pos.push_str(&src.name);
-        self.pos.push(src.separator);
-        let _ = write!(self.pos, "{line}");
+        // Hex digits are ASCII.
+        self.uid.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+        let mut digits = itoa::Buffer::new();
+        self.pos.truncate(self.pos_prefix);
+        self.pos.push_str(digits.format(line));
         if sub > 0 {
-            let _ = write!(self.pos, "#{sub}");
+            self.pos.push('#');
+            self.pos.push_str(digits.format(sub));
         }
     }
 
@@ -372,14 +392,29 @@ impl Output {
         out
     }
 
+    /// Records read so far (cheap; for progress reports).
+    pub fn records(&self) -> u64 {
+        self.counts.records
+    }
+
     /// The counts so far.
-    pub fn counts(&self) -> &Counts {
-        &self.counts
+    pub fn counts(&self) -> Counts {
+        let mut counts = self.counts.clone();
+        for table in Table::ALL {
+            let n = self.rows[table as usize];
+            if n > 0 {
+                counts.rows.insert(table.name(), n);
+            }
+        }
+        counts
     }
 
     /// Take the counts, resetting them.
     pub fn take_counts(&mut self) -> Counts {
-        std::mem::take(&mut self.counts)
+        let counts = self.counts();
+        self.counts = Counts::default();
+        self.rows = [0; 4];
+        counts
     }
 }
 
