@@ -85,6 +85,8 @@ pub struct DemoArgs {
 pub enum GenerateKind {
     /// AWS VPC flow logs, default v2 format, with the S3 header line.
     Vpcflow,
+    /// Entra ID sign-in logs (diagnostic-settings JSON, one record per line, ~1.5 KB each).
+    Entra,
 }
 
 /// `ztlake generate`.

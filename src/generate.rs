@@ -204,3 +204,146 @@ mod tests {
         assert_ne!(text.as_bytes(), c.as_slice());
     }
 }
+
+/// Options for generated Entra ID sign-in logs (diagnostic-settings records, one per line).
+#[derive(Debug, Clone)]
+pub struct EntraSpec {
+    /// Number of records.
+    pub records: u64,
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Time of the first record, epoch seconds.
+    pub start: i64,
+    /// Span of the records, seconds.
+    pub span_secs: i64,
+}
+
+impl Default for EntraSpec {
+    fn default() -> Self {
+        Self { records: 100_000, seed: 1, start: 1_700_000_000, span_secs: 86_400 }
+    }
+}
+
+fn uuid_from(rng: &mut ChaCha8Rng) -> String {
+    let a: u128 = rng.random();
+    let h = format!("{a:032x}");
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Write `spec.records` Entra ID sign-in records (about 1.5 KB each): the four user and
+/// workload categories, successes and failures with their error codes, MFA and device details,
+/// risk and Conditional Access policies — the shape diagnostic settings deliver.
+pub fn entra_signins(out: &mut dyn Write, spec: &EntraSpec) -> io::Result<()> {
+    use serde_json::json;
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let tenant = uuid_from(&mut rng);
+    let users: Vec<(String, String)> =
+        (0..5_000).map(|i| (format!("user{i}@contoso.example"), uuid_from(&mut rng))).collect();
+    let apps = ["Office 365 Exchange Online", "Microsoft Teams", "Azure Portal", "Salesforce", "GitHub Enterprise"];
+    let ips: Vec<String> = (0..20_000)
+        .map(|_| format!("{}.{}.{}.{}", rng.random_range(11..223), rng.random_range(0..256), rng.random_range(0..256), rng.random_range(1..255)))
+        .collect();
+    let countries = ["US", "GB", "DE", "FR", "IN", "BR", "JP", "NL"];
+    let mut w = io::BufWriter::with_capacity(1 << 20, out);
+    let records = spec.records.max(1);
+    for i in 0..spec.records {
+        let t = spec.start + (i as i64 * spec.span_secs) / records as i64;
+        let time = chrono::DateTime::from_timestamp(t, rng.random_range(0..1_000_000_000)).unwrap_or_default();
+        let category = match rng.random_range(0..100) {
+            0..60 => "SignInLogs",
+            60..85 => "NonInteractiveUserSignInLogs",
+            85..95 => "ServicePrincipalSignInLogs",
+            _ => "ManagedIdentitySignInLogs",
+        };
+        let (upn, user_id) = users.get(rng.random_range(0..users.len())).cloned().unwrap_or_default();
+        let code = match rng.random_range(0..100) {
+            0..88 => 0,
+            88..94 => 50126,
+            94..96 => 50053,
+            96..98 => 50140,
+            _ => 50074,
+        };
+        let mfa = rng.random_bool(0.7);
+        let ip = ips.get(rng.random_range(0..ips.len())).cloned().unwrap_or_default();
+        let country = countries[rng.random_range(0..countries.len())];
+        let app = apps[rng.random_range(0..apps.len())];
+        let risk = if rng.random_bool(0.02) { "high" } else if rng.random_bool(0.05) { "low" } else { "none" };
+        let correlation = uuid_from(&mut rng);
+        let record = json!({
+            "time": time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "resourceId": format!("/tenants/{tenant}/providers/Microsoft.aadiam"),
+            "operationName": "Sign-in activity",
+            "operationVersion": "1.0",
+            "category": category,
+            "tenantId": tenant,
+            "resultType": code.to_string(),
+            "resultSignature": "None",
+            "resultDescription": if code == 0 { "" } else { "Invalid username or password." },
+            "durationMs": rng.random_range(0..500),
+            "callerIpAddress": ip,
+            "correlationId": correlation,
+            "identity": upn,
+            "Level": 4,
+            "location": country,
+            "properties": {
+                "id": uuid_from(&mut rng),
+                "createdDateTime": time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "userDisplayName": upn.split('@').next().unwrap_or_default(),
+                "userPrincipalName": upn,
+                "userId": user_id,
+                "appId": uuid_from(&mut rng),
+                "appDisplayName": app,
+                "ipAddress": ip,
+                "status": { "errorCode": code, "failureReason": if code == 0 { "Other." } else { "Invalid username or password." } },
+                "clientAppUsed": "Browser",
+                "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/119.0",
+                "deviceDetail": { "deviceId": if rng.random_bool(0.6) { uuid_from(&mut rng) } else { String::new() }, "operatingSystem": "Windows10", "browser": "Chrome 119.0", "isCompliant": rng.random_bool(0.8), "isManaged": rng.random_bool(0.85), "trustType": "Azure AD joined" },
+                "location": { "city": "Redmond", "countryOrRegion": country },
+                "correlationId": correlation,
+                "conditionalAccessStatus": if rng.random_bool(0.8) { "success" } else { "notApplied" },
+                "appliedConditionalAccessPolicies": [
+                    { "id": uuid_from(&mut rng), "displayName": "Require MFA for admins", "enforcedGrantControls": ["Mfa"], "enforcedSessionControls": [], "result": if mfa { "success" } else { "notApplied" } }
+                ],
+                "authenticationRequirement": if mfa { "multiFactorAuthentication" } else { "singleFactorAuthentication" },
+                "authenticationDetails": [
+                    { "authenticationStepDateTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "authenticationMethod": "Password", "succeeded": code == 0, "authenticationStepRequirement": "Primary authentication" },
+                    { "authenticationStepDateTime": time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "authenticationMethod": if mfa { "Mobile app notification" } else { "Previously satisfied" }, "succeeded": code == 0, "authenticationStepRequirement": "Secondary authentication" }
+                ],
+                "riskDetail": "none",
+                "riskLevelAggregated": risk,
+                "riskLevelDuringSignIn": risk,
+                "riskState": if risk == "none" { "none" } else { "atRisk" },
+                "isInteractive": category == "SignInLogs",
+                "tokenIssuerType": "AzureAD",
+                "processingTimeInMilliseconds": rng.random_range(10..400)
+            }
+        });
+        serde_json::to_writer(&mut w, &record)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod entra_tests {
+    use super::*;
+
+    #[test]
+    fn generated_signins_are_deterministic_json_of_realistic_size() {
+        let spec = EntraSpec { records: 200, ..EntraSpec::default() };
+        let mut a = Vec::new();
+        entra_signins(&mut a, &spec).expect("generate");
+        let mut b = Vec::new();
+        entra_signins(&mut b, &spec).expect("generate");
+        assert_eq!(a, b);
+        let text = String::from_utf8(a).expect("utf8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 200);
+        let avg = text.len() / lines.len();
+        assert!((1200..2200).contains(&avg), "about 1.5 KB per record, got {avg}");
+        for l in &lines {
+            let v: serde_json::Value = serde_json::from_str(l).expect("valid JSON");
+            assert_eq!(v["operationName"], "Sign-in activity");
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! `ztlake-storage` (the Delta lake). [`pipeline`] wires ingest → normalize → storage;
 //! [`hunt`] is read-only SQL over the lake.
 
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod commands;
 pub mod generate;

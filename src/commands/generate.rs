@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 
 use crate::cli::{GenerateArgs, GenerateKind};
-use crate::generate::{VpcFlowSpec, vpc_flows};
+use crate::generate::{EntraSpec, VpcFlowSpec, entra_signins, vpc_flows};
 
 /// Write the requested records to the output file or stdout.
 pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
@@ -30,6 +30,15 @@ pub fn run(args: &GenerateArgs) -> Result<ExitCode> {
                 header: true,
             };
             vpc_flows(&mut out, &spec).context("writing flow lines")?;
+        }
+        GenerateKind::Entra => {
+            let spec = EntraSpec {
+                records: args.count,
+                seed: args.seed,
+                start,
+                span_secs: i64::from(args.days.max(1)) * 86_400,
+            };
+            entra_signins(&mut out, &spec).context("writing sign-in records")?;
         }
     }
     out.flush()?;
