@@ -239,23 +239,39 @@ pub fn entra_signins(out: &mut dyn Write, spec: &EntraSpec) -> io::Result<()> {
     let tenant = uuid_from(&mut rng);
     let users: Vec<(String, String)> =
         (0..5_000).map(|i| (format!("user{i}@contoso.example"), uuid_from(&mut rng))).collect();
-    let apps = ["Office 365 Exchange Online", "Microsoft Teams", "Azure Portal", "Salesforce", "GitHub Enterprise"];
+    let apps = [
+        "Office 365 Exchange Online",
+        "Microsoft Teams",
+        "Azure Portal",
+        "Salesforce",
+        "GitHub Enterprise",
+    ];
     let ips: Vec<String> = (0..20_000)
-        .map(|_| format!("{}.{}.{}.{}", rng.random_range(11..223), rng.random_range(0..256), rng.random_range(0..256), rng.random_range(1..255)))
+        .map(|_| {
+            format!(
+                "{}.{}.{}.{}",
+                rng.random_range(11..223),
+                rng.random_range(0..256),
+                rng.random_range(0..256),
+                rng.random_range(1..255)
+            )
+        })
         .collect();
     let countries = ["US", "GB", "DE", "FR", "IN", "BR", "JP", "NL"];
     let mut w = io::BufWriter::with_capacity(1 << 20, out);
     let records = spec.records.max(1);
     for i in 0..spec.records {
         let t = spec.start + (i as i64 * spec.span_secs) / records as i64;
-        let time = chrono::DateTime::from_timestamp(t, rng.random_range(0..1_000_000_000)).unwrap_or_default();
+        let time = chrono::DateTime::from_timestamp(t, rng.random_range(0..1_000_000_000))
+            .unwrap_or_default();
         let category = match rng.random_range(0..100) {
             0..60 => "SignInLogs",
             60..85 => "NonInteractiveUserSignInLogs",
             85..95 => "ServicePrincipalSignInLogs",
             _ => "ManagedIdentitySignInLogs",
         };
-        let (upn, user_id) = users.get(rng.random_range(0..users.len())).cloned().unwrap_or_default();
+        let (upn, user_id) =
+            users.get(rng.random_range(0..users.len())).cloned().unwrap_or_default();
         let code = match rng.random_range(0..100) {
             0..88 => 0,
             88..94 => 50126,
@@ -267,7 +283,13 @@ pub fn entra_signins(out: &mut dyn Write, spec: &EntraSpec) -> io::Result<()> {
         let ip = ips.get(rng.random_range(0..ips.len())).cloned().unwrap_or_default();
         let country = countries[rng.random_range(0..countries.len())];
         let app = apps[rng.random_range(0..apps.len())];
-        let risk = if rng.random_bool(0.02) { "high" } else if rng.random_bool(0.05) { "low" } else { "none" };
+        let risk = if rng.random_bool(0.02) {
+            "high"
+        } else if rng.random_bool(0.05) {
+            "low"
+        } else {
+            "none"
+        };
         let correlation = uuid_from(&mut rng);
         let record = json!({
             "time": time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),

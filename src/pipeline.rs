@@ -151,12 +151,12 @@ pub async fn ingest(
         .context("fingerprinting inputs")??;
     let keys: Vec<String> = sources.iter().map(|s| s.key.clone()).collect();
     let mut committed: HashMap<Table, HashMap<String, i64>> = HashMap::new();
-    for table in Table::ALL {
+    for table in Table::DATA {
         committed.insert(table, lake.txn_versions(table, &keys).await?);
     }
 
     let mut writers = HashMap::new();
-    for table in Table::ALL {
+    for table in Table::DATA {
         writers.insert(table, lake.writer(table, request.writer.clone())?);
     }
     let now = chrono::Utc::now().timestamp_micros();
@@ -172,7 +172,7 @@ pub async fn ingest(
     let input_count = sources.len();
     for source in sources {
         progress.input(&source.input.display);
-        let through: [u64; 4] = Table::ALL.map(|t| {
+        let through: [u64; 4] = Table::DATA.map(|t| {
             committed
                 .get(&t)
                 .and_then(|m| m.get(&source.key))
@@ -206,7 +206,7 @@ pub async fn ingest(
         .collect();
     let mut writers = state.writers;
     let mut files_by_table: Vec<(Table, Vec<DataFile>)> = Vec::new();
-    for table in Table::ALL {
+    for table in Table::DATA {
         if let Some(w) = writers.remove(&table) {
             let files = tokio::task::spawn_blocking(move || w.finish())
                 .await

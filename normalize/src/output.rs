@@ -400,7 +400,7 @@ impl Output {
     /// The counts so far.
     pub fn counts(&self) -> Counts {
         let mut counts = self.counts.clone();
-        for table in Table::ALL {
+        for table in Table::DATA {
             let n = self.rows[table as usize];
             if n > 0 {
                 counts.rows.insert(table.name(), n);

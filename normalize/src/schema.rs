@@ -267,6 +267,51 @@ pub const QUARANTINE: &[Column] = &[
     req("date", Date, "Partition column: UTC day the record was quarantined"),
 ];
 
+/// `alerts`: one row per alert (the latest state of each `alert_id`).
+pub const ALERTS: &[Column] = &[
+    req("time", Timestamp, "First event behind the alert (`first_seen`); the partition day"),
+    req("provider", Text, "Provider of the evidence, or `multi` when it spans providers"),
+    req(
+        "alert_id",
+        Text,
+        "Deterministic id: hash of rule, dedupe key and dedupe period; reprocessing never duplicates it",
+    ),
+    req("rule_id", Text, "Id of the rule that raised it"),
+    col("title", Text, "Rule title"),
+    col("severity", Text, "info | low | medium | high | critical"),
+    col("entity", Text, "What the alert is about, as a JSON object of the entity columns"),
+    col("dedupe_key", Text, "The dedupe key values, as a JSON array"),
+    col("first_seen", Timestamp, "Earliest event behind the alert"),
+    col("last_seen", Timestamp, "Latest event behind the alert"),
+    col("count", Int64, "Events or matches behind the alert"),
+    col("runbook", Text, "Runbook id (see `ztlake runbooks`)"),
+    col("evidence_uids", TextList, "`event_uid`s of the events behind the alert (capped)"),
+    col("evidence", Text, "Compact summary of the matching rows"),
+    col("tags", TextList, "MITRE ATT&CK technique ids and the Zero Trust control"),
+    col("updated", Timestamp, "When this state of the alert was computed"),
+    req("date", Date, DATE_DOC),
+];
+
+/// `alert_events`: every step of every alert's life, so response times are queryable.
+pub const ALERT_EVENTS: &[Column] = &[
+    req("time", Timestamp, "When the step happened"),
+    req("provider", Text, "Provider of the alert (as in `alerts`)"),
+    req("alert_id", Text, "The alert"),
+    req(
+        "event",
+        Text,
+        "raised | updated | notified | delivery_failed | acknowledged | escalated | resolved",
+    ),
+    col("rule_id", Text, "Rule of the alert"),
+    col("severity", Text, "Severity of the alert"),
+    col("channel", Text, "Delivery channel (email, webhook, kafka) for notification steps"),
+    col("target", Text, "On-call target or recipient"),
+    col("actor", Text, "Who acknowledged, resolved or escalated"),
+    col("detail", Text, "Note, delivery error or other detail"),
+    col("event_id", Text, "Stable id of the step (idempotent writes)"),
+    req("date", Date, "Partition column: UTC day of `time`"),
+];
+
 /// A canonical table of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
@@ -278,11 +323,28 @@ pub enum Table {
     CertEvents,
     /// Records that could not be normalized.
     Quarantine,
+    /// Alerts raised by the detection engine.
+    Alerts,
+    /// Lifecycle steps of alerts.
+    AlertEvents,
 }
 
 impl Table {
+    /// Number of tables.
+    pub const COUNT: usize = 6;
+
     /// Every table, in display order.
-    pub const ALL: [Table; 4] =
+    pub const ALL: [Table; Table::COUNT] = [
+        Table::Flows,
+        Table::Signins,
+        Table::CertEvents,
+        Table::Quarantine,
+        Table::Alerts,
+        Table::AlertEvents,
+    ];
+
+    /// The tables ingest writes: normalized telemetry and quarantine (indices 0..4).
+    pub const DATA: [Table; 4] =
         [Table::Flows, Table::Signins, Table::CertEvents, Table::Quarantine];
 
     /// Table name in the lake and in SQL.
@@ -292,6 +354,8 @@ impl Table {
             Table::Signins => "signins",
             Table::CertEvents => "cert_events",
             Table::Quarantine => "quarantine",
+            Table::Alerts => "alerts",
+            Table::AlertEvents => "alert_events",
         }
     }
 
@@ -309,6 +373,10 @@ impl Table {
             Table::Signins => "one row per authentication attempt (console, SSO, IdP)",
             Table::CertEvents => "one row per certificate lifecycle or use event",
             Table::Quarantine => "every record that could not be normalized, with the reason",
+            Table::Alerts => "one row per alert raised by the detection engine (its latest state)",
+            Table::AlertEvents => {
+                "every step of every alert's life: raised, notified, acknowledged, escalated, resolved"
+            }
         }
     }
 
@@ -319,12 +387,15 @@ impl Table {
             Table::Signins => SIGNINS,
             Table::CertEvents => CERT_EVENTS,
             Table::Quarantine => QUARANTINE,
+            Table::Alerts => ALERTS,
+            Table::AlertEvents => ALERT_EVENTS,
         }
     }
 
     /// The Arrow schema, partition columns included.
     pub fn schema(self) -> SchemaRef {
-        static SCHEMAS: LazyLock<[SchemaRef; 4]> = LazyLock::new(|| Table::ALL.map(build_schema));
+        static SCHEMAS: LazyLock<[SchemaRef; Table::COUNT]> =
+            LazyLock::new(|| Table::ALL.map(build_schema));
         SCHEMAS[self as usize].clone()
     }
 
@@ -364,19 +435,22 @@ pub enum Provider {
     Kubernetes,
     /// Zeek network sensors (TLS and X.509 logs seen on the wire).
     Zeek,
+    /// Several providers (alerts correlating evidence across clouds).
+    Multi,
     /// Not known (quarantine rows whose format was not recognized).
     Unknown,
 }
 
 impl Provider {
     /// Every provider value.
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 8] = [
         Provider::Aws,
         Provider::Azure,
         Provider::Gcp,
         Provider::Okta,
         Provider::Kubernetes,
         Provider::Zeek,
+        Provider::Multi,
         Provider::Unknown,
     ];
 
@@ -389,6 +463,7 @@ impl Provider {
             Provider::Okta => "okta",
             Provider::Kubernetes => "kubernetes",
             Provider::Zeek => "zeek",
+            Provider::Multi => "multi",
             Provider::Unknown => "unknown",
         }
     }

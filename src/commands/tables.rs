@@ -117,10 +117,12 @@ mod tests {
         let body = &readme[start..];
         let body = &body[body.find("-->").expect("marker end") + 4..];
         let end = body.find("<!-- schema:end -->").expect("end marker");
-        assert_eq!(
-            body[..end].trim(),
-            super::markdown().trim(),
-            "README schema section is stale: replace it with `cargo run -- tables --markdown`"
+        let want = super::markdown();
+        let first_difference =
+            body[..end].trim().lines().zip(want.trim().lines()).find(|(a, b)| a != b);
+        assert!(
+            body[..end].trim() == want.trim(),
+            "README schema section is stale (first difference: {first_difference:?}); replace it with `cargo run -- tables --markdown`"
         );
     }
 }

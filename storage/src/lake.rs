@@ -44,7 +44,7 @@ pub struct Lake {
 struct Inner {
     url: Url,
     local_root: Option<PathBuf>,
-    tables: [TableSlot; 4],
+    tables: [TableSlot; Table::COUNT],
     /// Remote lakes: the runtime of the writers' uploads, created with the first writer.
     uploads: std::sync::Mutex<Option<Arc<UploadRuntime>>>,
 }
@@ -161,6 +161,8 @@ impl Lake {
             slot(Table::ALL[1])?,
             slot(Table::ALL[2])?,
             slot(Table::ALL[3])?,
+            slot(Table::ALL[4])?,
+            slot(Table::ALL[5])?,
         ];
         Ok(Lake {
             inner: Arc::new(Inner {

@@ -51,7 +51,7 @@ pub(crate) fn data_columns(table: Table) -> impl Iterator<Item = &'static Column
 
 /// Indices in `Table::schema()` of the columns stored in data files.
 pub(crate) fn data_column_indices(table: Table) -> &'static [usize] {
-    static INDICES: LazyLock<[Vec<usize>; 4]> = LazyLock::new(|| {
+    static INDICES: LazyLock<[Vec<usize>; Table::COUNT]> = LazyLock::new(|| {
         Table::ALL.map(|t| {
             t.columns()
                 .iter()
@@ -66,7 +66,7 @@ pub(crate) fn data_column_indices(table: Table) -> &'static [usize] {
 
 /// The Arrow schema of a data file: the canonical schema without the partition columns.
 pub(crate) fn data_schema(table: Table) -> SchemaRef {
-    static SCHEMAS: LazyLock<[SchemaRef; 4]> = LazyLock::new(|| {
+    static SCHEMAS: LazyLock<[SchemaRef; Table::COUNT]> = LazyLock::new(|| {
         Table::ALL.map(|t| {
             let schema = t.schema();
             let fields: Vec<_> =
