@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use ztlake_ingest::{Frame, InputFile, ReadOptions, RecordReader};
-use ztlake_normalize::format::{Framing, ParseOptions, Parser, parser_for, sniff_framing};
+use ztlake_normalize::format::{
+    Framing, ParseOptions, Parser, is_json_content, parser_for, sniff_framing,
+};
 use ztlake_normalize::{Counts, Output, Reason, Record, SourceInfo, Table};
 use ztlake_storage::{CommitOutcome, DataFile, Lake, TableWriter, Txn, WriterOptions};
 
@@ -292,12 +294,18 @@ fn parse_source(
             (opened.into_records(ztlake_ingest::Framing::Lines, &request.read), Some(counter))
         }
     };
+    let head = reader.peek(4096);
+    let json = is_json_content(head);
     let framing = if request.format == "auto" {
-        sniff_framing(reader.peek(4096))
+        sniff_framing(head)
     } else {
         ztlake_normalize::format::format_by_name(&request.format)?.framing
     };
     reader.set_framing(to_ingest_framing(framing));
+    if json {
+        // NDJSON and single-line documents are framed by lines, under the JSON size limit.
+        reader.set_max_line_len(request.read.max_line_len.max(request.read.max_json_len));
+    }
     let mut parser: Box<dyn Parser> = parser_for(&request.format, &request.parse)?;
     let out = &mut state.output;
     let mut info = SourceInfo::lines(key.clone(), input.display.clone());

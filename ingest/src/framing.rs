@@ -178,6 +178,12 @@ impl<R: Read> RecordReader<R> {
         self.framing = framing;
     }
 
+    /// Changes the longest accepted line from the next record on (e.g. to the JSON limit for
+    /// NDJSON content framed by lines).
+    pub fn set_max_line_len(&mut self, max_line_len: usize) {
+        self.max_line_len = max_line_len;
+    }
+
     /// The current framing.
     pub fn framing(&self) -> Framing {
         self.framing

@@ -110,13 +110,66 @@ pub fn detect(record: &[u8]) -> Option<&'static Format> {
     best.map(|(f, _)| f)
 }
 
-/// The framing to use for an input whose content starts with `head`: JSON when the first
-/// non-blank byte opens a JSON value, lines otherwise.
-pub fn sniff_framing(head: &[u8]) -> Framing {
-    match head.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') | Some(b'[') => Framing::Json,
-        _ => Framing::Lines,
+/// Whether content starting with `head` is JSON: the first non-blank byte opens an object, or
+/// opens an array whose first element looks like JSON (so Istio's `[2024-05-01T…] "GET …` text
+/// lines are not mistaken for arrays).
+pub fn is_json_content(head: &[u8]) -> bool {
+    let mut bytes = head.iter().copied().skip_while(u8::is_ascii_whitespace);
+    match bytes.next() {
+        Some(b'{') => true,
+        Some(b'[') => {
+            let rest: Vec<u8> = bytes.skip_while(u8::is_ascii_whitespace).take(5).collect();
+            match rest.first() {
+                Some(b'{' | b'[' | b'"' | b']' | b't' | b'f' | b'n' | b'-') => true,
+                // `[2024-…` is a timestamp, `[2024,…` or `[7]` an array of numbers.
+                Some(d) if d.is_ascii_digit() => !(rest.len() == 5 && rest[..4].iter().all(u8::is_ascii_digit) && rest[4] == b'-'),
+                _ => false,
+            }
+        }
+        _ => false,
     }
+}
+
+/// The framing to use for an input whose content starts with `head`:
+/// - JSON whose first line is a complete value (NDJSON, single-line documents such as
+///   CloudTrail files) is framed by lines, so a truncated line cannot swallow the lines after
+///   it (use the JSON size limit for those lines: see [`is_json_content`]);
+/// - JSON documents spanning several lines (pretty-printed blobs) are framed by JSON values;
+/// - everything else by lines.
+pub fn sniff_framing(head: &[u8]) -> Framing {
+    if !is_json_content(head) {
+        return Framing::Lines;
+    }
+    let start = head.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let first_line = head[start..].split(|&b| b == b'\n').next().unwrap_or_default();
+    if first_line.len() + start >= head.len() {
+        // The first line does not end within the sample: a long single-line document.
+        return Framing::Lines;
+    }
+    if balanced(first_line) { Framing::Lines } else { Framing::Json }
+}
+
+/// Whether a line of JSON closes every object and array it opens (strings and escapes honoured).
+fn balanced(line: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0i64, false, false);
+    for &b in line {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            _ => {}
+        }
+    }
+    depth == 0 && !in_string
 }
 
 /// Build the parser for `--format NAME` (`auto` detects per record).
@@ -207,5 +260,24 @@ impl Parser for AutoParser {
             out.set_format(format.name, format.provider);
             parser.finish(out);
         }
+    }
+}
+
+#[cfg(test)]
+mod framing_tests {
+    use super::*;
+
+    #[test]
+    fn framing_follows_the_content() {
+        assert_eq!(sniff_framing(b"2 123 eni-1 10.0.0.1"), Framing::Lines);
+        assert_eq!(sniff_framing(b"[2022-07-20T09:52:24.955Z] \"GET / HTTP/1.1\" 200\n"), Framing::Lines);
+        assert!(!is_json_content(b"[2022-07-20T09:52:24.955Z] \"GET"));
+        assert!(is_json_content(b"[{\"a\":1}]"));
+        assert!(is_json_content(b"  [ 2024, 5 ]"));
+        assert_eq!(sniff_framing(b"{\"a\":1}\n{\"b\":2}\n"), Framing::Lines, "NDJSON");
+        assert_eq!(sniff_framing(b"{\"a\":\"}{\"}\n{\"b\":2}\n"), Framing::Lines, "braces in strings");
+        assert_eq!(sniff_framing(b"{\n  \"records\": [\n"), Framing::Json, "pretty-printed");
+        assert_eq!(sniff_framing(b"[\n {\"a\":1}\n]\n"), Framing::Json);
+        assert_eq!(sniff_framing(b"{\"Records\":[{\"a\":1}"), Framing::Lines, "one long line");
     }
 }
