@@ -122,7 +122,11 @@ pub fn is_json_content(head: &[u8]) -> bool {
             match rest.first() {
                 Some(b'{' | b'[' | b'"' | b']' | b't' | b'f' | b'n' | b'-') => true,
                 // `[2024-…` is a timestamp, `[2024,…` or `[7]` an array of numbers.
-                Some(d) if d.is_ascii_digit() => !(rest.len() == 5 && rest[..4].iter().all(u8::is_ascii_digit) && rest[4] == b'-'),
+                Some(d) if d.is_ascii_digit() => {
+                    !(rest.len() == 5
+                        && rest[..4].iter().all(u8::is_ascii_digit)
+                        && rest[4] == b'-')
+                }
                 _ => false,
             }
         }
@@ -247,9 +251,17 @@ impl Parser for AutoParser {
             None => {
                 out.set_format("", Provider::Unknown);
                 if std::str::from_utf8(record.bytes).is_err() {
-                    out.quarantine(record, Reason::InvalidUtf8, "record is not valid UTF-8 and no format recognizes it");
+                    out.quarantine(
+                        record,
+                        Reason::InvalidUtf8,
+                        "record is not valid UTF-8 and no format recognizes it",
+                    );
                 } else {
-                    out.quarantine(record, Reason::UnknownFormat, "no registered format recognizes this record");
+                    out.quarantine(
+                        record,
+                        Reason::UnknownFormat,
+                        "no registered format recognizes this record",
+                    );
                 }
             }
         }
@@ -270,12 +282,19 @@ mod framing_tests {
     #[test]
     fn framing_follows_the_content() {
         assert_eq!(sniff_framing(b"2 123 eni-1 10.0.0.1"), Framing::Lines);
-        assert_eq!(sniff_framing(b"[2022-07-20T09:52:24.955Z] \"GET / HTTP/1.1\" 200\n"), Framing::Lines);
+        assert_eq!(
+            sniff_framing(b"[2022-07-20T09:52:24.955Z] \"GET / HTTP/1.1\" 200\n"),
+            Framing::Lines
+        );
         assert!(!is_json_content(b"[2022-07-20T09:52:24.955Z] \"GET"));
         assert!(is_json_content(b"[{\"a\":1}]"));
         assert!(is_json_content(b"  [ 2024, 5 ]"));
         assert_eq!(sniff_framing(b"{\"a\":1}\n{\"b\":2}\n"), Framing::Lines, "NDJSON");
-        assert_eq!(sniff_framing(b"{\"a\":\"}{\"}\n{\"b\":2}\n"), Framing::Lines, "braces in strings");
+        assert_eq!(
+            sniff_framing(b"{\"a\":\"}{\"}\n{\"b\":2}\n"),
+            Framing::Lines,
+            "braces in strings"
+        );
         assert_eq!(sniff_framing(b"{\n  \"records\": [\n"), Framing::Json, "pretty-printed");
         assert_eq!(sniff_framing(b"[\n {\"a\":1}\n]\n"), Framing::Json);
         assert_eq!(sniff_framing(b"{\"Records\":[{\"a\":1}"), Framing::Lines, "one long line");

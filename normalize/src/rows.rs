@@ -16,6 +16,7 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Date32Builder, Int32Builder, Int64Builder, ListBuilder,
     StringBuilder, TimestampMicrosecondBuilder,
 };
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 
 use crate::schema::{Table, UTC};
@@ -31,6 +32,93 @@ pub(crate) struct Common<'a> {
     pub(crate) format: &'a str,
     pub(crate) event_uid: &'a str,
     pub(crate) source: &'a str,
+}
+
+/// An Arrow builder the lazy wrapper can create and pad with NULLs.
+trait ColumnBuilder {
+    /// Append `n` NULLs.
+    fn push_nulls(&mut self, n: usize);
+    /// Take the built array.
+    fn finish_array(&mut self) -> ArrayRef;
+}
+
+macro_rules! column_builder {
+    ($($ty:ty),*) => {$(
+        impl ColumnBuilder for $ty {
+            fn push_nulls(&mut self, n: usize) {
+                self.append_nulls(n);
+            }
+            fn finish_array(&mut self) -> ArrayRef {
+                Arc::new(self.finish())
+            }
+        }
+    )*};
+}
+
+column_builder!(
+    StringBuilder,
+    Int32Builder,
+    Int64Builder,
+    BooleanBuilder,
+    TimestampMicrosecondBuilder
+);
+
+impl ColumnBuilder for ListBuilder<StringBuilder> {
+    fn push_nulls(&mut self, n: usize) {
+        for _ in 0..n {
+            self.append(false);
+        }
+    }
+    fn finish_array(&mut self) -> ArrayRef {
+        Arc::new(self.finish())
+    }
+}
+
+/// A column builder that stays empty while only NULLs arrive: most optional columns are always
+/// NULL for a given format (a VPC flow row leaves fifteen of them empty), so NULLs are only
+/// counted until a first value arrives, and an all-NULL column is built in one step.
+#[derive(Debug)]
+struct Lazy<B> {
+    builder: Option<B>,
+    nulls: usize,
+    make: fn(usize) -> B,
+    capacity: usize,
+}
+
+impl<B: ColumnBuilder> Lazy<B> {
+    fn new(make: fn(usize) -> B, capacity: usize) -> Self {
+        Self { builder: None, nulls: 0, make, capacity }
+    }
+
+    #[inline]
+    fn null(&mut self) {
+        match &mut self.builder {
+            Some(b) => b.push_nulls(1),
+            None => self.nulls += 1,
+        }
+    }
+
+    #[inline]
+    fn get(&mut self) -> &mut B {
+        let nulls = std::mem::take(&mut self.nulls);
+        let (make, capacity) = (self.make, self.capacity);
+        self.builder.get_or_insert_with(|| {
+            let mut b = make(capacity);
+            b.push_nulls(nulls);
+            b
+        })
+    }
+
+    fn finish(&mut self, data_type: &DataType) -> ArrayRef {
+        match &mut self.builder {
+            Some(b) => b.finish_array(),
+            None => arrow::array::new_null_array(data_type, std::mem::take(&mut self.nulls)),
+        }
+    }
+}
+
+fn text_builder(capacity: usize) -> StringBuilder {
+    StringBuilder::with_capacity(capacity, capacity * 16)
 }
 
 fn ts_builder(capacity: usize) -> TimestampMicrosecondBuilder {
@@ -81,44 +169,53 @@ macro_rules! field_type {
 }
 
 macro_rules! builder_type {
-    (text) => { StringBuilder };
-    (i32) => { Int32Builder };
-    (i64) => { Int64Builder };
-    (bool) => { BooleanBuilder };
-    (ts) => { TimestampMicrosecondBuilder };
-    (list) => { ListBuilder<StringBuilder> };
+    (text) => { Lazy<StringBuilder> };
+    (i32) => { Lazy<Int32Builder> };
+    (i64) => { Lazy<Int64Builder> };
+    (bool) => { Lazy<BooleanBuilder> };
+    (ts) => { Lazy<TimestampMicrosecondBuilder> };
+    (list) => { Lazy<ListBuilder<StringBuilder>> };
 }
 
 macro_rules! new_builder {
     (text, $cap:expr) => {
-        StringBuilder::with_capacity($cap, $cap * 16)
+        Lazy::new(text_builder, $cap)
     };
     (i32, $cap:expr) => {
-        Int32Builder::with_capacity($cap)
+        Lazy::new(Int32Builder::with_capacity, $cap)
     };
     (i64, $cap:expr) => {
-        Int64Builder::with_capacity($cap)
+        Lazy::new(Int64Builder::with_capacity, $cap)
     };
     (bool, $cap:expr) => {
-        BooleanBuilder::with_capacity($cap)
+        Lazy::new(BooleanBuilder::with_capacity, $cap)
     };
     (ts, $cap:expr) => {
-        ts_builder($cap)
+        Lazy::new(ts_builder, $cap)
     };
     (list, $cap:expr) => {
-        text_list_builder($cap)
+        Lazy::new(text_list_builder, $cap)
     };
 }
 
 macro_rules! append_value {
     (text, $b:expr, $v:expr) => {
-        $b.append_option($v.as_deref())
+        match $v.as_deref() {
+            Some(v) => $b.get().append_value(v),
+            None => $b.null(),
+        }
     };
     (list, $b:expr, $v:expr) => {
-        append_text_list(&mut $b, &$v)
+        match &$v {
+            Some(_) => append_text_list($b.get(), &$v),
+            None => $b.null(),
+        }
     };
     ($other:tt, $b:expr, $v:expr) => {
-        $b.append_option($v)
+        match $v {
+            Some(v) => $b.get().append_value(v),
+            None => $b.null(),
+        }
     };
 }
 
@@ -191,9 +288,13 @@ macro_rules! canonical_row {
 
             /// Take the appended rows as a batch with the table's schema and start afresh.
             pub fn finish(&mut self) -> RecordBatch {
+                let schema = $table.schema();
+                let data_type = |name: &str| {
+                    schema.field_with_name(name).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)
+                };
                 let mut arrays: HashMap<&'static str, ArrayRef> = HashMap::new();
                 arrays.insert("time", Arc::new(self.time.finish()));
-                $( arrays.insert(stringify!($field), Arc::new(self.$field.finish())); )*
+                $( arrays.insert(stringify!($field), self.$field.finish(&data_type(stringify!($field)))); )*
                 arrays.insert("provider", Arc::new(self.provider.finish()));
                 arrays.insert("format", Arc::new(self.format.finish()));
                 arrays.insert("event_uid", Arc::new(self.event_uid.finish()));

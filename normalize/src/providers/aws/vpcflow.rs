@@ -301,18 +301,45 @@ impl VpcFlowParser {
         fallback_time: Option<i64>,
         out: &mut Output,
     ) {
+        self.parse_line_in(record, fallback_time, None, out);
+    }
+
+    /// [`Self::parse_line`] for a line taken out of an envelope that knows the account (the
+    /// CloudWatch Logs `owner`): `fallback_account` fills `account` when the layout has no
+    /// `account-id`.
+    pub fn parse_line_in(
+        &mut self,
+        record: &Record<'_>,
+        fallback_time: Option<i64>,
+        fallback_account: Option<&str>,
+        out: &mut Output,
+    ) {
         let Ok(text) = std::str::from_utf8(record.bytes) else {
             out.quarantine(record, Reason::InvalidUtf8, "flow log line is not valid UTF-8");
             return;
         };
         let mut tokens: [&str; MAX_FIELDS] = [""; MAX_FIELDS];
         let mut count = 0usize;
-        for token in text.split(' ').filter(|t| !t.is_empty()) {
+        // Split on runs of spaces with a plain byte scan: fields are short, so a memchr per
+        // field costs more than it saves. Boundaries are at ASCII spaces, hence char boundaries.
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        loop {
+            while bytes.get(i) == Some(&b' ') {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                break;
+            }
+            let start = i;
+            while bytes.get(i).is_some_and(|&b| b != b' ') {
+                i += 1;
+            }
             if count == MAX_FIELDS {
                 out.quarantine(record, Reason::FieldCount, "more than 64 fields");
                 return;
             }
-            tokens[count] = token;
+            tokens[count] = text.get(start..i).unwrap_or_default();
             count += 1;
         }
         let tokens = &tokens[..count];
@@ -330,8 +357,11 @@ impl VpcFlowParser {
         let mut scratch = std::mem::take(&mut self.scratch);
         let layout = self.layout_for(count);
         match fill_row(layout, tokens, fallback_time, &mut scratch) {
-            Ok((row, delivery_time)) => {
+            Ok((mut row, delivery_time)) => {
                 layout.rows += 1;
+                if row.account.is_none() {
+                    row.account = fallback_account.map(Cow::Borrowed);
+                }
                 if delivery_time {
                     out.note(
                         "aws-vpcflow: time from the delivery time (layout has no start or end)",
@@ -559,13 +589,42 @@ fn sniff(record: &[u8]) -> u8 {
     if spaces < 3 {
         return 0;
     }
+    // Transit Gateway flow logs share the character set; their `tgw-` ids and field names
+    // belong to aws-tgwflow.
+    if crate::json::contains(record, b"tgw-") {
+        return 30;
+    }
     if first.is_ascii_digit() || first == b'-' {
         80
     } else if record.starts_with(b"version ") || record.starts_with(b"${") {
         95
-    } else {
+    } else if letter_first_looks_like_flow(record) {
         60
+    } else {
+        // Words separated by spaces (a `kubectl` event row, prose) are not flow logs.
+        20
     }
+}
+
+/// A line starting with a letter is a flow log line or header only when it shows something
+/// of one: a header whose first token is a field name, or a resource id / IP address token.
+fn letter_first_looks_like_flow(record: &[u8]) -> bool {
+    let text = std::str::from_utf8(record).unwrap_or_default();
+    let mut tokens = text.split(' ').filter(|t| !t.is_empty());
+    // The raw token first (headers as S3 writes them); `${…}`, `_` and capitals are normalized
+    // (an allocation only for those).
+    let is_field = |t: &str| {
+        meaning(t).is_some()
+            || (t.bytes().any(|b| b == b'_' || b == b'$' || b.is_ascii_uppercase())
+                && meaning(&normalize_name(t)).is_some())
+    };
+    if tokens.next().is_some_and(is_field) {
+        return true;
+    }
+    text.split(' ').any(|t| {
+        ["eni-", "i-", "vpc-", "subnet-", "nat-"].iter().any(|p| t.starts_with(p))
+            || crate::values::is_canonical_ipv4(t.as_bytes())
+    })
 }
 
 #[cfg(test)]
@@ -737,5 +796,21 @@ mod tests {
         );
         assert_eq!(sniff(b"{\"records\": []}"), 0);
         assert_eq!(sniff(b"hello world"), 0);
+        // Headers and lines of custom layouts that start with a letter.
+        for ok in [
+            &b"instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr"[..],
+            b"INSTANCE_ID interface_id srcaddr dstaddr",
+            b"i-01234567890123456 eni-1111aaaa2222bbbb3 10.0.1.5 203.0.113.5",
+            b"ACCEPT OK 10.0.0.1 10.0.0.2",
+        ] {
+            assert!(sniff(ok) >= crate::format::SNIFF_THRESHOLD, "{}", String::from_utf8_lossy(ok));
+        }
+        // Space-separated words (a kubectl event row) and Transit Gateway lines are not ours.
+        for other in [
+            &b"Normal   Started       6s               cert-manager  Challenge scheduled for processing"[..],
+            b"version account-id tgw-id tgw-attachment-id srcaddr dstaddr",
+        ] {
+            assert!(sniff(other) < crate::format::SNIFF_THRESHOLD, "{}", String::from_utf8_lossy(other));
+        }
     }
 }
