@@ -21,6 +21,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("{s:?}: {e}"))
 }
 
+/// Parse a point in time: RFC 3339 (`2024-05-01T12:00:00Z`), a UTC date (`2024-05-01`), or a
+/// duration before now (`24h`, `7d`). Returns µs since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Some(t) = ztlake_normalize::values::parse_rfc3339_micros(s) {
+        return Ok(t);
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_micros());
+        return t.ok_or_else(|| format!("{s:?}: not a valid date"));
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) => {
+            let ago = i64::try_from(d.as_micros()).map_err(|_| format!("{s:?}: too long ago"))?;
+            Ok(chrono::Utc::now().timestamp_micros().saturating_sub(ago))
+        }
+        Err(_) => Err(format!(
+            "{s:?}: expected an RFC 3339 time, a date (YYYY-MM-DD) or a duration ago (24h)"
+        )),
+    }
+}
+
 /// ztlake: Zero Trust telemetry lake — ingest cloud flow, sign-in and certificate logs into one
 /// set of Delta/Parquet tables and hunt over them with SQL.
 #[derive(Debug, Parser)]
@@ -62,6 +84,180 @@ pub enum Command {
     /// Run ztlake end to end on generated and bundled sample data, in one directory: ingest into
     /// a local lake, then hunt. Needs no external service.
     Demo(DemoArgs),
+    /// Check the detection rules (`rules validate`) or run their inline tests (`rules test`).
+    Rules(RulesArgs),
+    /// Run every rule over the lake for a time range (backfill) and store the alerts.
+    Detect(DetectArgs),
+    /// List the alerts in the lake.
+    Alerts(AlertsArgs),
+    /// List the runbooks, or show one filled in with an alert's values.
+    Runbooks(RunbooksArgs),
+}
+
+/// Where the detection pack lives (rules, runbooks, reference tables).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PackArgs {
+    /// Directory of rule files (*.yaml, recursive).
+    #[arg(
+        long = "rules",
+        env = "ZTLAKE_RULES",
+        default_value = "detections/rules",
+        value_name = "DIR"
+    )]
+    pub rules: PathBuf,
+
+    /// Directory of runbooks (*.md).
+    #[arg(
+        long = "runbooks",
+        env = "ZTLAKE_RUNBOOKS",
+        default_value = "runbooks",
+        value_name = "DIR"
+    )]
+    pub runbooks: PathBuf,
+
+    /// Directory of reference tables (assets, identities, egress_gateways, trusted_cas as CSV or
+    /// Parquet).
+    #[arg(
+        long = "reference",
+        env = "ZTLAKE_REFERENCE",
+        default_value = "detections/reference",
+        value_name = "DIR"
+    )]
+    pub reference: PathBuf,
+}
+
+/// `ztlake rules`.
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+/// `ztlake rules` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Load every rule, runbook and reference file and report every problem with file and line.
+    Validate {
+        /// The pack.
+        #[command(flatten)]
+        pack: PackArgs,
+        /// Also print what each rule keeps of every table (columns and filters).
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Run every rule's inline tests; exits non-zero when one fails.
+    Test {
+        /// The pack.
+        #[command(flatten)]
+        pack: PackArgs,
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ztlake detect`.
+#[derive(Debug, clap::Args)]
+pub struct DetectArgs {
+    /// The pack.
+    #[command(flatten)]
+    pub pack: PackArgs,
+
+    /// Start of the range: RFC 3339 time, a date (YYYY-MM-DD) or a duration ago (`24h`).
+    /// Default: the earliest event in the lake.
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+
+    /// End of the range (exclusive), same forms. Default: just after the latest event.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<i64>,
+
+    /// Only these rules (repeatable).
+    #[arg(long = "rule", id = "only_rules", value_name = "RULE_ID")]
+    pub only: Vec<String>,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Output formats of `ztlake alerts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertsFormat {
+    /// An aligned text table.
+    Table,
+    /// One JSON array of alerts.
+    Json,
+}
+
+/// Alert statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlertStatus {
+    /// Neither acknowledged nor resolved.
+    Open,
+    /// Acknowledged, not resolved.
+    Acknowledged,
+    /// Resolved.
+    Resolved,
+}
+
+/// `ztlake alerts`.
+#[derive(Debug, clap::Args)]
+pub struct AlertsArgs {
+    /// At least this severity (info, low, medium, high, critical).
+    #[arg(long)]
+    pub severity: Option<String>,
+
+    /// Only this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+
+    /// Only alerts in this state.
+    #[arg(long, value_enum)]
+    pub status: Option<AlertStatus>,
+
+    /// Only alerts last seen at or after this time (RFC 3339, date, or a duration ago: `24h`).
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<i64>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: AlertsFormat,
+}
+
+/// `ztlake runbooks`.
+#[derive(Debug, clap::Args)]
+pub struct RunbooksArgs {
+    /// Directory of runbooks (*.md).
+    #[arg(
+        long = "runbooks",
+        env = "ZTLAKE_RUNBOOKS",
+        default_value = "runbooks",
+        value_name = "DIR",
+        global = true
+    )]
+    pub runbooks: PathBuf,
+
+    /// `show ID` renders one runbook; without a subcommand the runbooks are listed.
+    #[command(subcommand)]
+    pub command: Option<RunbooksCommand>,
+}
+
+/// `ztlake runbooks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunbooksCommand {
+    /// Render one runbook, filled in with an alert's values when `--alert` is given.
+    Show {
+        /// The runbook id.
+        id: String,
+        /// An alert id from `ztlake alerts`: its entity and fields fill the placeholders.
+        #[arg(long)]
+        alert: Option<String>,
+    },
 }
 
 /// `ztlake demo`.
@@ -152,6 +348,14 @@ pub struct IngestArgs {
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+
+    /// Run the streaming detection rules on every normalized batch and store their alerts.
+    #[arg(long)]
+    pub detect: bool,
+
+    /// The detection pack (used with --detect).
+    #[command(flatten)]
+    pub pack: PackArgs,
 }
 
 /// Output formats of `ztlake hunt`.
@@ -190,6 +394,16 @@ pub struct HuntArgs {
     /// Time limit per query.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Directory of reference tables, queryable by name (assets, identities, …) along with the
+    /// detection UDFs (is_private_ip, cidr_contains, asset_field, …).
+    #[arg(
+        long = "reference",
+        env = "ZTLAKE_REFERENCE",
+        default_value = "detections/reference",
+        value_name = "DIR"
+    )]
+    pub reference: PathBuf,
 }
 
 /// `ztlake tables`.
@@ -251,7 +465,8 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // deltalake's MERGE warns about a metric it derives itself on every upsert.
+        0 => "warn,deltalake_core::operations::merge=error",
         1 => "info,ztlake=info",
         2 => "debug",
         _ => "trace",
@@ -279,5 +494,10 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000_000));
+        assert_eq!(parse_time("2023-11-14"), Ok(1_699_920_000_000_000));
+        let ago = parse_time("1h").expect("duration");
+        assert!((chrono::Utc::now().timestamp_micros() - ago - 3_600_000_000).abs() < 60_000_000);
+        assert!(parse_time("yesterday-ish").is_err());
     }
 }

@@ -9,6 +9,11 @@
 //!
 //! Every record read ends up counted: rows per table, quarantined (by reason), skipped (headers,
 //! events of no table) or replayed (already committed).
+//!
+//! With detection on ([`IngestRequest::detect`]), every normalized batch also goes to the
+//! streaming rules (`ztlake-detections`' engine on its own thread, behind a bounded queue) on
+//! its way to the writers; the alerts are written after the data commits, so an alert never
+//! points at events that are not in the lake.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,12 +22,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use ztlake_detections::{Background, Clock, Engine, EngineOptions, EngineStats, RuleSet};
 use ztlake_ingest::{Frame, InputFile, ReadOptions, RecordReader};
 use ztlake_normalize::format::{
     Framing, ParseOptions, Parser, is_json_content, parser_for, sniff_framing,
 };
 use ztlake_normalize::{Counts, Output, Reason, Record, SourceInfo, Table};
 use ztlake_storage::{CommitOutcome, DataFile, Lake, TableWriter, Txn, WriterOptions};
+
+use crate::alerts::{AlertWrite, write_alerts};
 
 /// Rows buffered per table before a batch goes to the writers.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -40,6 +48,30 @@ pub struct IngestRequest {
     pub read: ReadOptions,
     /// Parquet encoder settings.
     pub writer: WriterOptions,
+    /// Streaming detection: the rules to run on every batch (None: off).
+    pub detect: Option<Detection>,
+}
+
+/// Streaming detection during an ingest.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// The rule pack (its streaming rules run).
+    pub rules: Arc<RuleSet>,
+    /// Engine settings.
+    pub engine: EngineOptions,
+}
+
+/// What streaming detection did during an ingest.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DetectionSummary {
+    /// Streaming rules run.
+    pub rules: usize,
+    /// Engine counters.
+    pub stats: EngineStats,
+    /// Alerts raised.
+    pub alerts: usize,
+    /// What was written to the lake.
+    pub written: AlertWrite,
 }
 
 impl IngestRequest {
@@ -51,6 +83,7 @@ impl IngestRequest {
             parse: ParseOptions::default(),
             read: ReadOptions::default(),
             writer: WriterOptions::default(),
+            detect: None,
         }
     }
 }
@@ -81,6 +114,8 @@ pub struct IngestSummary {
     pub duplicate_inputs: Vec<String>,
     /// Commit result per table.
     pub commits: BTreeMap<&'static str, TableCommit>,
+    /// Streaming detection (None: off).
+    pub detection: Option<DetectionSummary>,
     /// Wall-clock time.
     pub elapsed: Duration,
 }
@@ -127,6 +162,8 @@ struct Source {
 struct ParseState {
     output: Output,
     writers: HashMap<Table, TableWriter>,
+    /// The streaming rules, when detection is on.
+    detector: Option<Background>,
     /// Last line read per source key (the txn version to commit).
     lines: BTreeMap<String, u64>,
     blank_lines: u64,
@@ -161,10 +198,25 @@ pub async fn ingest(
     for table in Table::DATA {
         writers.insert(table, lake.writer(table, request.writer.clone())?);
     }
+    let detector = match &request.detect {
+        Some(d) => {
+            let engine = Engine::new(
+                &d.rules.streaming(),
+                d.rules.reference(),
+                d.engine.clone(),
+                Clock::Data,
+            )
+            .await
+            .context("starting the streaming rules")?;
+            Some(Background::spawn(engine, 4)?)
+        }
+        None => None,
+    };
     let now = chrono::Utc::now().timestamp_micros();
     let mut state = ParseState {
         output: Output::new(BATCH_ROWS, now),
         writers,
+        detector,
         lines: BTreeMap::new(),
         blank_lines: 0,
         bytes: 0,
@@ -196,11 +248,15 @@ pub async fn ingest(
 
     // Flush what is buffered, close the data files, commit each table.
     for (table, batch) in state.output.take_batches(0) {
-        if let Some(w) = state.writers.get_mut(&table) {
-            w.write(batch)?;
-        }
+        deliver(&mut state.writers, state.detector.as_ref(), table, batch)?;
     }
     progress.finish();
+    let detected = match state.detector.take() {
+        Some(d) => Some(
+            tokio::task::spawn_blocking(move || d.finish()).await.context("detection thread")??,
+        ),
+        None => None,
+    };
     let txns: Vec<Txn> = state
         .lines
         .iter()
@@ -239,7 +295,21 @@ pub async fn ingest(
         );
     }
 
+    // Alerts after the data: they point at committed events only.
+    let detection = match (detected, &request.detect) {
+        (Some((alerts, stats)), Some(d)) => {
+            let written = write_alerts(lake, &alerts).await.context("writing alerts")?;
+            Some(DetectionSummary {
+                rules: d.rules.streaming().len(),
+                stats,
+                alerts: alerts.len(),
+                written,
+            })
+        }
+        _ => None,
+    };
     Ok(IngestSummary {
+        detection,
         inputs: input_count,
         bytes: state.bytes,
         counts: state.output.take_counts(),
@@ -358,9 +428,7 @@ fn parse_source(
             since_flush = 0;
             if out.buffered_rows() >= BATCH_ROWS {
                 for (table, batch) in out.take_batches(BATCH_ROWS) {
-                    if let Some(w) = state.writers.get_mut(&table) {
-                        w.write(batch)?;
-                    }
+                    deliver(&mut state.writers, state.detector.as_ref(), table, batch)?;
                 }
             }
             if let Some(c) = &raw_bytes {
@@ -376,6 +444,24 @@ fn parse_source(
     progress_bytes.store(base_bytes + read_bytes, Ordering::Relaxed);
     let entry = state.lines.entry(key).or_insert(0);
     *entry = (*entry).max(last_line);
+    Ok(())
+}
+
+/// Hand a batch to the streaming rules (data tables only) and to its table's writer.
+fn deliver(
+    writers: &mut HashMap<Table, TableWriter>,
+    detector: Option<&Background>,
+    table: Table,
+    batch: arrow::array::RecordBatch,
+) -> Result<()> {
+    if let Some(d) = detector
+        && table != Table::Quarantine
+    {
+        d.send(table, batch.clone()).context("streaming detection stopped")?;
+    }
+    if let Some(w) = writers.get_mut(&table) {
+        w.write(batch)?;
+    }
     Ok(())
 }
 

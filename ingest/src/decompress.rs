@@ -1,6 +1,8 @@
 //! Opening an input and decompressing it — stage 1 (ingest) of ingest → normalize → storage.
 //!
-//! [`open`] turns an [`InputFile`] into a reader of its content. It promises:
+//! [`open`] turns an [`InputFile`] into a reader of its content; [`open_reader`] does the same
+//! for any byte stream (an object-store body, a Kafka message payload via [`open_bytes`]). They
+//! promise:
 //!
 //! - compression is detected from magic bytes (gzip `1f 8b`, zstd `28 b5 2f fd`), never from
 //!   the file name, and decompressed while streaming;
@@ -9,7 +11,7 @@
 //!   passes [`ReadOptions::max_decompressed_bytes`], so a zip bomb costs bounded work;
 //! - every error the reader returns carries an [`Error`] naming the input (inside the
 //!   `io::Error`; [`RecordReader`] unwraps it into [`Frame::Broken`](crate::Frame::Broken));
-//! - the raw bytes read from the file or stdin are counted, for progress against
+//! - the raw bytes read from the file, stdin or stream are counted, for progress against
 //!   [`InputFile::size`].
 
 use std::fmt;
@@ -96,6 +98,24 @@ pub fn open(input: &InputFile, opts: &ReadOptions) -> Result<Opened> {
             Box::new(File::open(path).map_err(|cause| Error::Open { input: name.clone(), cause })?)
         }
     };
+    open_reader(raw, name, opts)
+}
+
+/// Opens any byte stream (an object body, a message payload) the way [`open`] opens a file:
+/// gzip or zstd detected by magic bytes and decompressed while streaming under
+/// [`ReadOptions::max_decompressed_bytes`]; errors name `name`.
+///
+/// # Errors
+///
+/// [`Error::Read`] if the first bytes cannot be read (or the error the stream carries),
+/// [`Error::Decompress`] if the zstd decoder cannot be set up. Later errors come out of the
+/// reader.
+pub fn open_reader(
+    raw: Box<dyn Read + Send>,
+    name: impl Into<String>,
+    opts: &ReadOptions,
+) -> Result<Opened> {
+    let name = name.into();
     let raw_bytes = Arc::new(AtomicU64::new(0));
     let mut counted = Counting { inner: raw, count: Arc::clone(&raw_bytes), name: name.clone() };
     let mut head = [0u8; 4];
@@ -125,6 +145,18 @@ pub fn open(input: &InputFile, opts: &ReadOptions) -> Result<Opened> {
         }
     };
     Ok(Opened { reader: decoded, compression, raw_bytes, name })
+}
+
+/// Opens bytes already in memory (a Kafka message payload) with [`open_reader`].
+///
+/// # Errors
+///
+/// As [`open_reader`]; reading memory cannot fail, so only a zstd set-up error remains.
+pub fn open_bytes<B>(bytes: B, name: impl Into<String>, opts: &ReadOptions) -> Result<Opened>
+where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    open_reader(Box::new(Cursor::new(bytes)), name, opts)
 }
 
 /// Reads until `head` is full or the input ends.
@@ -403,6 +435,63 @@ mod tests {
         assert_eq!(plain, fp(&file_with(&dir, "a.log.zst", &zstd(content.as_bytes()))));
         let other = content.replacen("line 7\n", "line X\n", 1);
         assert_ne!(plain, fp(&file_with(&dir, "b.log", other.as_bytes())));
+    }
+
+    #[test]
+    fn streams_and_bytes_open_like_files() {
+        let opts = ReadOptions::default();
+        let content = numbered_lines(3000);
+        for (bytes, compression) in [
+            (content.clone().into_bytes(), Compression::None),
+            (gzip(content.as_bytes()), Compression::Gzip),
+            (zstd(content.as_bytes()), Compression::Zstd),
+        ] {
+            let len = bytes.len() as u64;
+            let opened = open_bytes(bytes, "topic/0@7", &opts).unwrap();
+            assert_eq!(opened.compression, compression);
+            let raw = Arc::clone(&opened.raw_bytes);
+            let mut records = opened.into_records(Framing::Lines, &opts);
+            let mut n = 0;
+            while let Some(frame) = records.next_record() {
+                let Frame::Record { bytes, .. } = frame else { panic!("{frame:?}") };
+                assert_eq!(bytes, format!("line {n}").as_bytes());
+                n += 1;
+            }
+            assert_eq!(n, 3000);
+            assert_eq!(raw.load(Ordering::Relaxed), len);
+        }
+    }
+
+    /// A reader that fails after some bytes, as a dropped connection does.
+    struct FailAfter(Cursor<Vec<u8>>);
+
+    impl Read for FailAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.0.read(buf)? {
+                0 => Err(io::Error::new(ErrorKind::ConnectionReset, "peer went away")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn stream_errors_end_in_broken_naming_the_stream() {
+        let opts = ReadOptions::default();
+        let cut = gzip(b"one\ntwo\n")[..12].to_vec();
+        for bytes in [b"one\ntwo\nthr".to_vec(), cut] {
+            let reader = Box::new(FailAfter(Cursor::new(bytes)));
+            let mut records = open_reader(reader, "s3://b/k.gz", &opts)
+                .unwrap()
+                .into_records(Framing::Lines, &opts);
+            let mut broken = None;
+            while let Some(frame) = records.next_record() {
+                if let Frame::Broken { error, .. } = frame {
+                    broken = Some(error.to_string());
+                }
+            }
+            let broken = broken.expect("a Broken frame");
+            assert!(broken.starts_with("s3://b/k.gz: "), "{broken}");
+        }
     }
 
     #[test]

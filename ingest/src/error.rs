@@ -1,8 +1,8 @@
 //! The one error type of stage 1 (ingest).
 //!
-//! Every variant names the input it concerns (the path as the user gave it, or `<stdin>`), so a
-//! message is actionable on its own. [`Error::class`] tells a caller's policy whether retrying can
-//! help.
+//! Every variant names the input it concerns (the path as the user gave it, or `<stdin>`; the
+//! brokers and topic of a Kafka source; the URL of an object-store source), so a message is
+//! actionable on its own. [`Error::class`] tells a caller's policy whether retrying can help.
 
 use std::io;
 
@@ -72,6 +72,46 @@ pub enum Error {
         /// The input being read.
         input: String,
     },
+    /// A source's configuration is unusable (a missing field, a conflicting property, a secret
+    /// that cannot be read).
+    #[error("{source_name}: invalid configuration: {detail}")]
+    Config {
+        /// The source: Kafka brokers and group, or the object-store URL.
+        source_name: String,
+        /// Which setting and why.
+        detail: String,
+    },
+    /// The Kafka client or broker failed (connect, subscribe, commit, a fatal client error).
+    #[error("kafka {brokers} (group {group}{}): {op}: {cause}", topic_suffix(topic.as_deref()))]
+    Kafka {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The consumer group.
+        group: String,
+        /// The topic (and partition) concerned, when one is.
+        topic: Option<String>,
+        /// What was being done.
+        op: &'static str,
+        /// The client's error.
+        cause: BoxError,
+    },
+    /// An object store failed (list, get, or building the client).
+    #[error("{url}: {op}: {cause}")]
+    ObjectStore {
+        /// The source URL, or the object URL.
+        url: String,
+        /// What was being done.
+        op: &'static str,
+        /// The store's error.
+        cause: BoxError,
+    },
+}
+
+/// A boxed error from a client library (librdkafka, object_store).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+fn topic_suffix(topic: Option<&str>) -> String {
+    topic.map(|t| format!(", topic {t}")).unwrap_or_default()
 }
 
 /// Which kind of failure an [`Error`] is, to choose between retry and dead-letter.
@@ -94,8 +134,11 @@ impl Error {
             | Error::Walk { .. }
             | Error::Decompress { .. }
             | Error::DecompressedTooLarge { .. }
-            | Error::UnterminatedJson { .. } => ErrorClass::BadInput,
-            Error::Read { .. } => ErrorClass::External,
+            | Error::UnterminatedJson { .. }
+            | Error::Config { .. } => ErrorClass::BadInput,
+            Error::Read { .. } | Error::Kafka { .. } | Error::ObjectStore { .. } => {
+                ErrorClass::External
+            }
             Error::FingerprintAfterRead { .. } => ErrorClass::Internal,
         }
     }

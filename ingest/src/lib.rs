@@ -11,6 +11,14 @@
 //! - [`RecordReader`] (module `framing`): content to records, by lines or by top-level JSON
 //!   values, with bounded memory whatever the input bytes are.
 //!
+//! Network sources, each behind a cargo feature so crates that do not need them never build
+//! their clients:
+//!
+//! - `kafka` — module [`kafka`]: Kafka, Azure Event Hubs, Amazon MSK and Confluent consumer
+//!   groups with offsets committed only after the lake commit.
+//! - `object-store` — module [`objects`]: polling S3, GCS and Azure Blob prefixes for new
+//!   objects, each ingested once across restarts.
+//!
 //! Bad input is data, not a failure: an over-long record is reported as [`Frame::TooLong`] and
 //! reading continues; a damaged stream ends with one [`Frame::Broken`] after every complete record
 //! before the damage.
@@ -34,9 +42,15 @@ mod error;
 mod framing;
 mod input;
 mod json_scan;
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "object-store")]
+pub mod objects;
+#[cfg(any(feature = "kafka", feature = "object-store"))]
+pub mod settings;
 
-pub use decompress::{Compression, Opened, open};
-pub use error::{Error, ErrorClass, Result};
+pub use decompress::{Compression, Opened, open, open_bytes, open_reader};
+pub use error::{BoxError, Error, ErrorClass, Result};
 pub use framing::{FINGERPRINT_LEN, Frame, Framing, RecordReader};
 pub use input::{InputFile, expand_inputs};
 

@@ -17,7 +17,14 @@ pub async fn run(lake: &Lake, args: HuntArgs) -> Result<ExitCode> {
         memory_bytes: usize::try_from(args.memory_limit).unwrap_or(usize::MAX),
         timeout: args.timeout,
     };
-    let hunter = Hunter::open(lake, limits).await?;
+    let mut hunter = Hunter::open(lake, limits).await?;
+    let reference = crate::pack::load_reference(&args.reference).map_err(|p| {
+        anyhow::anyhow!("reference tables in {}:\n  {}", args.reference.display(), p.join("\n  "))
+    })?;
+    ztlake_detections::udf::register(hunter.context(), &reference)?;
+    for name in reference.names() {
+        hunter.allow_table(name);
+    }
     match &args.sql {
         Some(sql) => {
             query_to_output(&hunter, sql, args.format, args.output.as_deref()).await?;

@@ -15,7 +15,22 @@ use crate::pipeline::{self, IngestRequest, IngestSummary, Progress};
 
 /// Run the ingest and print the summary.
 pub async fn run(lake: &Lake, args: IngestArgs) -> Result<ExitCode> {
-    let request = request_from(&args)?;
+    let mut request = request_from(&args)?;
+    if args.detect {
+        let loaded = match crate::pack::load(&crate::commands::rules::paths(&args.pack)).await {
+            Ok(p) => p,
+            Err(problems) => {
+                eprint!("{problems}");
+                anyhow::bail!(
+                    "--detect: the detection pack is invalid (`ztlake rules validate` shows the same)"
+                );
+            }
+        };
+        request.detect = Some(crate::pipeline::Detection {
+            rules: Arc::new(loaded.rules),
+            engine: ztlake_detections::EngineOptions::default(),
+        });
+    }
     let bar: Arc<dyn Progress> = Arc::new(Bar::new());
     let summary = pipeline::ingest(lake, &request, bar).await?;
     if args.json {
@@ -47,6 +62,7 @@ pub fn request_from(args: &IngestArgs) -> Result<IngestRequest> {
             ..ReadOptions::default()
         },
         writer,
+        detect: None,
     })
 }
 
@@ -103,6 +119,27 @@ pub fn render(s: &IngestSummary, lake: &Lake) -> String {
     }
     if s.blank_lines > 0 {
         let _ = writeln!(out, "blank lines ignored: {}", s.blank_lines);
+    }
+    if let Some(d) = &s.detection {
+        let _ = writeln!(
+            out,
+            "detection: {} streaming rule(s) kept {} of {} rows; {} window evaluation(s); {} alert(s) ({} new, {} updated, {} unchanged)",
+            d.rules,
+            d.stats.rows_kept,
+            d.stats.rows_in,
+            d.stats.final_evaluations + d.stats.provisional_evaluations,
+            d.alerts,
+            d.written.new,
+            d.written.updated,
+            d.written.unchanged
+        );
+        if d.stats.late_rows > 0 || d.stats.evicted_rows > 0 {
+            let _ = writeln!(
+                out,
+                "  warning: {} late row(s) dropped, {} row(s) evicted over max_rows_per_rule",
+                d.stats.late_rows, d.stats.evicted_rows
+            );
+        }
     }
     out
 }

@@ -1,12 +1,16 @@
 //! The commands behind the CLI. Each takes parsed arguments and does its work through the
 //! library crates; output goes to stdout, diagnostics to stderr.
 
+pub mod alerts;
 pub mod demo;
+pub mod detect;
 pub mod formats;
 pub mod generate;
 pub mod hunt;
 pub mod ingest;
 pub mod maintain;
+pub mod rules;
+pub mod runbooks;
 pub mod tables;
 
 use std::process::ExitCode;
@@ -27,6 +31,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tables(args) => tables::run(&open_lake(&cli.lake).await?, args).await,
         Command::Compact(args) => maintain::compact(&open_lake(&cli.lake).await?, args).await,
         Command::Retain(args) => maintain::retain(&open_lake(&cli.lake).await?, args).await,
+        Command::Rules(args) => rules::run(args.command).await,
+        Command::Detect(args) => detect::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Alerts(args) => alerts::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Runbooks(args) => runbooks::run(&cli.lake, args).await,
     }
 }
 

@@ -367,6 +367,35 @@ impl Lake {
         txn_versions_of(self, t, &table, app_ids).await
     }
 
+    /// Every Delta application transaction recorded in table `t` (txn appId → version), read in
+    /// one replay of the log (checkpoint plus the commits after it), however many app ids there
+    /// are — for a source that needs the whole set, such as the object-store poller's processed
+    /// objects. [`Lake::txn_versions`] replays once per app id. The newest txn of an appId wins;
+    /// `delta.setTransactionRetentionDuration` is not applied (ztlake never sets it). A missing
+    /// table records none.
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the log cannot be read.
+    pub async fn all_txns(&self, t: Table) -> Result<HashMap<String, i64>> {
+        let Some(table) = self.existing(t).await? else {
+            return Ok(HashMap::new());
+        };
+        let version = table.version();
+        let log_store = table.log_store();
+        let engine = log_store.engine(None);
+        // The table root, ending with a slash (the kernel joins log paths onto it).
+        let mut root = log_store.config().location().clone();
+        if !root.path().ends_with('/') {
+            let path = format!("{}/", root.path());
+            root.set_path(&path);
+        }
+        let read = tokio::task::spawn_blocking(move || all_txns_of(engine.as_ref(), root, version))
+            .await
+            .map_err(|e| DeltaTableError::Generic(format!("txn reader task: {e}")))
+            .and_then(|r| r);
+        read.map_err(|e| self.delta_err(t, "read all txns", e))
+    }
+
     /// A writer that encodes batches of table `t` into data files for [`Lake::commit`].
     ///
     /// Local lakes are written in place; remote lakes through a local spool directory and an
@@ -416,6 +445,63 @@ pub(crate) async fn txn_versions_of(
         .await
         .map_err(|e| lake.delta_err(t, "read txn versions", e))?;
     Ok(found.into_iter().filter_map(|(id, v)| v.map(|v| (id.clone(), v))).collect())
+}
+
+/// One replay of the log at `version` for its `txn` actions; the newest per appId wins (the
+/// kernel yields commits newest first, then the checkpoint).
+fn all_txns_of(
+    engine: &dyn delta_kernel::Engine,
+    root: Url,
+    version: Option<u64>,
+) -> Result<HashMap<String, i64>, DeltaTableError> {
+    use arrow::array::{Array, AsArray, StructArray};
+    use arrow::datatypes::Int64Type;
+    use delta_kernel::actions::{LOG_TXN_SCHEMA, SET_TRANSACTION_NAME};
+    use delta_kernel::engine::arrow_data::ArrowEngineData;
+
+    let mut builder = delta_kernel::snapshot::Snapshot::builder_for(root);
+    if let Some(version) = version {
+        builder = builder.at_version(version);
+    }
+    let snapshot = builder.build(engine)?;
+    let mut found: HashMap<String, i64> = HashMap::new();
+    for batch in snapshot.log_segment().read_actions(engine, LOG_TXN_SCHEMA.clone())? {
+        let data = ArrowEngineData::try_from_engine_data(batch?.actions)?;
+        let batch = data.record_batch();
+        let Some(txn) = batch.column_by_name(SET_TRANSACTION_NAME) else { continue };
+        let Some(txn) = txn.as_any().downcast_ref::<StructArray>() else {
+            return Err(DeltaTableError::Generic("txn column is not a struct".into()));
+        };
+        let (Some(app_ids), Some(versions)) =
+            (txn.column_by_name("appId"), txn.column_by_name("version"))
+        else {
+            return Err(DeltaTableError::Generic("txn lacks appId or version".into()));
+        };
+        let Some(versions) = versions.as_primitive_opt::<Int64Type>() else {
+            return Err(DeltaTableError::Generic("txn version is not a long".into()));
+        };
+        let app_id = |row: usize| -> Option<String> {
+            if app_ids.is_null(row) {
+                return None;
+            }
+            if let Some(a) = app_ids.as_string_opt::<i32>() {
+                return Some(a.value(row).to_owned());
+            }
+            if let Some(a) = app_ids.as_string_opt::<i64>() {
+                return Some(a.value(row).to_owned());
+            }
+            app_ids.as_string_view_opt().map(|a| a.value(row).to_owned())
+        };
+        for row in 0..txn.len() {
+            if txn.is_null(row) || versions.is_null(row) {
+                continue;
+            }
+            if let Some(id) = app_id(row) {
+                found.entry(id).or_insert(versions.value(row));
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

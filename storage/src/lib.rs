@@ -15,6 +15,7 @@
 //! - **Maintenance**: [`Lake::compact`] (atomic OPTIMIZE), [`Lake::retain`] (partition drop +
 //!   vacuum), [`Lake::stats`] (from the log alone).
 //! - **Query**: [`Lake::register`] exposes the tables to DataFusion with file pruning.
+//! - **Upserts**: [`Lake::upsert`] replaces rows by key in one commit (alerts).
 //!
 //! ```no_run
 //! # async fn demo(batch: arrow::array::RecordBatch) -> ztlake_storage::Result<()> {
@@ -45,6 +46,7 @@ mod partition;
 mod query;
 mod sink;
 mod stats;
+mod upsert;
 mod writer;
 
 #[cfg(test)]
@@ -60,6 +62,7 @@ pub use maintenance::{
     CompactOptions, CompactReport, ORPHAN_MIN_AGE, RetainReport, TableStats,
     default_target_file_bytes,
 };
+pub use upsert::UpsertOutcome;
 pub use writer::{
     TableWriter, WriterOptions, default_encoder_threads, default_max_open_files,
     default_queue_depth, default_target_file_rows, default_zstd_level,

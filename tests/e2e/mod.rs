@@ -1,10 +1,12 @@
 //! Shared helpers for the end-to-end tests: a temporary lake, running the binary, and reading
 //! the lake back with SQL.
 
+mod detections;
 mod hunting;
 mod ingest;
 mod maintenance;
 mod peers;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

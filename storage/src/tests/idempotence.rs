@@ -95,3 +95,44 @@ async fn concurrent_commits_of_the_same_source_commit_once() {
     assert_eq!(stats.rows, 10);
     assert_eq!(parquet_files(&root.join("flows")).len(), stats.files);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_txns_reads_every_app_id_in_one_replay_across_a_checkpoint() {
+    let (_dir, lake, _root) = temp_lake().await;
+    assert!(lake.all_txns(Table::Flows).await.expect("missing table").is_empty());
+    let t = micros("2024-01-02T10:00:00Z");
+    let rows = vec![("aws", "2024-01-02", t); 2];
+    // Before the checkpoint: three sources, one of them advancing twice.
+    write_rows(
+        &lake,
+        Table::Flows,
+        &rows,
+        0,
+        vec![Txn::new("file:a", 2), Txn::new("kafka:g/t/0", 0)],
+    )
+    .await;
+    write_rows(&lake, Table::Flows, &rows, 2, vec![Txn::new("file:a", 4)]).await;
+    lake.commit(Table::Flows, vec![], vec![Txn::new("object:s3://b/k@e1", 7)], Map::new())
+        .await
+        .expect("commit");
+    let table = lake.table(Table::Flows).await.expect("table");
+    deltalake::checkpoints::create_checkpoint(&table, None).await.expect("checkpoint");
+    // After it: one source advances, a new one appears.
+    write_rows(&lake, Table::Flows, &rows, 4, vec![Txn::new("kafka:g/t/0", 41)]).await;
+    lake.commit(Table::Flows, vec![], vec![Txn::new("object:s3://b/k2@e9", 3)], Map::new())
+        .await
+        .expect("commit");
+
+    let all = lake.all_txns(Table::Flows).await.expect("all txns");
+    let expected: std::collections::HashMap<String, i64> =
+        [("file:a", 4), ("kafka:g/t/0", 41), ("object:s3://b/k@e1", 7), ("object:s3://b/k2@e9", 3)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+    assert_eq!(all, expected);
+    // The same answer as the per-id lookups.
+    let ids: Vec<String> = expected.keys().cloned().collect();
+    assert_eq!(lake.txn_versions(Table::Flows, &ids).await.expect("versions"), expected);
+    // Another table of the same lake records its own.
+    assert!(lake.all_txns(Table::Quarantine).await.expect("quarantine").is_empty());
+}

@@ -5,6 +5,7 @@ mod idempotence;
 mod maintenance;
 mod pruning;
 mod remote;
+mod upsert;
 mod write;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,583 @@
+//! Alerts: identity, state, merging, and their rows in the `alerts` / `alert_events` tables.
+//!
+//! Identity (docs/rules.md): `alert_id = hex(xxh3_64(rule id, dedupe key values, dedupe
+//! bucket))`, the bucket being `floor(first_seen / period)`. Exactly, the hashed bytes are the
+//! rule id, then for each key value `0x1F` followed by `s` and the value (or `n` for NULL),
+//! then `0x1F` and the bucket in decimal; the id is 16 lower-case hex digits.
+//!
+//! An alert gathers the matches of its key within its dedupe period. Its evidence keeps, per
+//! window (streaming) or run (scheduled), the count and a summary of the rows — so re-evaluating
+//! a window replaces that window's contribution and never adds it twice, and merging a newly
+//! computed alert into a stored one ([`Alert::merge`]) is idempotent: reprocessing the same
+//! data changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Int64Array, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, TimeUnit, TimestampMicrosecondType};
+use serde::{Deserialize, Serialize};
+use ztlake_normalize::schema::{Provider, Table, UTC};
+use ztlake_normalize::values::day_of;
+
+use crate::error::{Error, Result};
+use crate::rule::Severity;
+
+/// Most `event_uid`s kept per alert (the smallest, so the choice does not depend on order).
+pub const MAX_EVIDENCE_UIDS: usize = 100;
+
+/// Most windows (or runs) kept in an alert's evidence.
+pub const MAX_WINDOWS: usize = 2000;
+
+/// Windows whose summary is kept (later windows keep only their count).
+pub const MAX_SUMMARIES: usize = 20;
+
+/// The alert id of `rule_id`, dedupe `key` values and dedupe `bucket`.
+pub fn alert_id(rule_id: &str, key: &[Option<String>], bucket: i64) -> String {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.extend_from_slice(rule_id.as_bytes());
+    for value in key {
+        bytes.push(0x1f);
+        match value {
+            Some(v) => {
+                bytes.push(b's');
+                bytes.extend_from_slice(v.as_bytes());
+            }
+            None => bytes.push(b'n'),
+        }
+    }
+    bytes.push(0x1f);
+    bytes.extend_from_slice(bucket.to_string().as_bytes());
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes))
+}
+
+/// How an alert's count follows from its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    /// Streaming windows are disjoint: the counts add up.
+    #[default]
+    Sum,
+    /// Scheduled runs overlap (lookback ≥ interval): the largest count.
+    Max,
+}
+
+/// The contribution of one window (or scheduled run) to an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowEvidence {
+    /// Start of the window (streaming) or time of the run (scheduled), RFC 3339.
+    pub start: String,
+    /// Matches in the window.
+    pub count: i64,
+    /// `name=value` summary of the matching rows (empty past the first windows).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+}
+
+/// An alert's evidence summary (stored as JSON in the `evidence` column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Evidence {
+    /// How `count` follows from the windows.
+    pub aggregate: Aggregate,
+    /// The windows, by start time.
+    pub windows: Vec<WindowEvidence>,
+}
+
+impl Evidence {
+    fn count(&self) -> i64 {
+        let counts = self.windows.iter().map(|w| w.count);
+        match self.aggregate {
+            Aggregate::Sum => counts.sum(),
+            Aggregate::Max => counts.max().unwrap_or(0),
+        }
+    }
+
+    /// Merge `other` into a copy of this evidence: per window the larger count wins (the same
+    /// window computed twice is the same data, or more of it), windows are unioned.
+    fn merge(&self, other: &Evidence) -> Evidence {
+        let mut by_start: BTreeMap<String, WindowEvidence> = BTreeMap::new();
+        for w in self.windows.iter().chain(&other.windows) {
+            match by_start.get_mut(&w.start) {
+                Some(have) if w.count > have.count => *have = w.clone(),
+                Some(_) => {}
+                None => {
+                    by_start.insert(w.start.clone(), w.clone());
+                }
+            }
+        }
+        let mut windows: Vec<WindowEvidence> = by_start.into_values().collect();
+        windows.truncate(MAX_WINDOWS);
+        for w in windows.iter_mut().skip(MAX_SUMMARIES) {
+            w.summary.clear();
+        }
+        Evidence { aggregate: self.aggregate, windows }
+    }
+}
+
+/// An alert: the latest state of one `alert_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Deterministic id (see the module docs).
+    pub alert_id: String,
+    /// The rule that raised it.
+    pub rule_id: String,
+    /// The rule's title.
+    pub title: String,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// Provider of the evidence rows, `multi` when several.
+    pub provider: String,
+    /// Entity column → value (text, capped; NULL as `null`).
+    pub entity: BTreeMap<String, Option<String>>,
+    /// Dedupe key values.
+    pub dedupe_key: Vec<Option<String>>,
+    /// Earliest event, µs since the epoch.
+    pub first_seen: i64,
+    /// Latest event, µs since the epoch.
+    pub last_seen: i64,
+    /// Events or matches behind the alert.
+    pub count: i64,
+    /// Runbook id.
+    pub runbook: String,
+    /// `event_uid`s behind the alert (sorted, at most [`MAX_EVIDENCE_UIDS`]).
+    pub evidence_uids: Vec<String>,
+    /// Per-window counts and summaries.
+    pub evidence: Evidence,
+    /// ATT&CK ids and `zero_trust:<control>`.
+    pub tags: Vec<String>,
+    /// When this state was computed, µs since the epoch.
+    pub updated: i64,
+}
+
+/// The provider value for a set of evidence providers.
+pub(crate) fn provider_of(providers: &BTreeSet<String>) -> String {
+    let known: BTreeSet<&str> = providers
+        .iter()
+        .map(String::as_str)
+        .filter(|p| Provider::from_name(p).is_some_and(|p| p != Provider::Unknown))
+        .collect();
+    match known.len() {
+        0 => Provider::Unknown.as_str().to_owned(),
+        1 => known.into_iter().next().unwrap_or("unknown").to_owned(),
+        _ => Provider::Multi.as_str().to_owned(),
+    }
+}
+
+/// RFC 3339 text of a µs timestamp.
+pub fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+impl Alert {
+    /// The same alert, ignoring `updated` (what reprocessing must reproduce).
+    pub fn same_state(&self, other: &Alert) -> bool {
+        Alert { updated: 0, ..self.clone() } == Alert { updated: 0, ..other.clone() }
+    }
+
+    /// Merge a newly computed state of this alert into this stored one. Idempotent:
+    /// `a.merge(&a)` is `a`, and merging the same new state twice changes nothing more.
+    pub fn merge(&self, new: &Alert) -> Alert {
+        let evidence = self.evidence.merge(&new.evidence);
+        let mut uids: Vec<String> =
+            self.evidence_uids.iter().chain(&new.evidence_uids).cloned().collect();
+        uids.sort_unstable();
+        uids.dedup();
+        uids.truncate(MAX_EVIDENCE_UIDS);
+        let mut providers = BTreeSet::new();
+        providers.insert(self.provider.clone());
+        providers.insert(new.provider.clone());
+        let provider = if providers.contains(Provider::Multi.as_str()) {
+            Provider::Multi.as_str().to_owned()
+        } else {
+            provider_of(&providers)
+        };
+        let earliest = if new.first_seen < self.first_seen { new } else { self };
+        Alert {
+            alert_id: self.alert_id.clone(),
+            rule_id: self.rule_id.clone(),
+            title: new.title.clone(),
+            severity: new.severity,
+            provider,
+            entity: earliest.entity.clone(),
+            dedupe_key: self.dedupe_key.clone(),
+            first_seen: self.first_seen.min(new.first_seen),
+            last_seen: self.last_seen.max(new.last_seen),
+            count: evidence.count(),
+            runbook: new.runbook.clone(),
+            evidence_uids: uids,
+            evidence,
+            tags: new.tags.clone(),
+            updated: new.updated.max(self.updated),
+        }
+    }
+
+    /// The entity as a JSON object.
+    pub fn entity_json(&self) -> String {
+        serde_json::to_string(&self.entity).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Values for a runbook's `{{placeholders}}`: the entity columns, then the alert's fields
+    /// (`alert_id`, `rule_id`, `title`, `severity`, `provider`, `first_seen`, `last_seen`,
+    /// `count`, `runbook`).
+    pub fn placeholders(&self) -> BTreeMap<String, String> {
+        let mut v: BTreeMap<String, String> = self
+            .entity
+            .iter()
+            .map(|(k, val)| (k.clone(), val.clone().unwrap_or_default()))
+            .collect();
+        v.insert("alert_id".into(), self.alert_id.clone());
+        v.insert("rule_id".into(), self.rule_id.clone());
+        v.insert("title".into(), self.title.clone());
+        v.insert("severity".into(), self.severity.to_string());
+        v.insert("provider".into(), self.provider.clone());
+        v.insert("first_seen".into(), rfc3339(self.first_seen));
+        v.insert("last_seen".into(), rfc3339(self.last_seen));
+        v.insert("count".into(), self.count.to_string());
+        v.insert("runbook".into(), self.runbook.clone());
+        v
+    }
+}
+
+fn ts(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone(UTC))
+}
+
+fn text_list<'a>(rows: impl IntoIterator<Item = &'a [String]>) -> ArrayRef {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        for v in row {
+            b.values().append_value(v);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+/// Cast the column `name` of `batch` to `to` (lake reads may hand out other string types).
+fn col(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
+    let c = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::shape("alerts", format!("no column {name}")))?;
+    if c.data_type() == to {
+        return Ok(c.clone());
+    }
+    arrow::compute::cast(c, to).map_err(|e| Error::arrow("alerts", "reading alerts", e))
+}
+
+fn text_at(a: &StringArray, i: usize) -> Option<String> {
+    (!a.is_null(i)).then(|| a.value(i).to_owned())
+}
+
+/// Build batches with `schema` (columns in its order) from arrays named in `arrays`.
+fn assemble(table: Table, arrays: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
+    let schema = table.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            arrays
+                .iter()
+                .find(|(n, _)| *n == f.name())
+                .map(|(_, a)| a.clone())
+                .ok_or_else(|| Error::shape(table.name(), format!("no array for {}", f.name())))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::arrow(table.name(), "building rows", e))
+}
+
+/// The rows of `alerts` in the `alerts` table's schema.
+pub fn alerts_batch(alerts: &[Alert]) -> Result<RecordBatch> {
+    let text = |f: &dyn Fn(&Alert) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(alerts.iter().map(f)))
+    };
+    let arrays: Vec<(&str, ArrayRef)> = vec![
+        ("time", ts(alerts.iter().map(|a| Some(a.first_seen)))),
+        ("provider", text(&|a| a.provider.clone())),
+        ("alert_id", text(&|a| a.alert_id.clone())),
+        ("rule_id", text(&|a| a.rule_id.clone())),
+        ("title", text(&|a| a.title.clone())),
+        ("severity", text(&|a| a.severity.to_string())),
+        ("entity", text(&|a| a.entity_json())),
+        ("dedupe_key", text(&|a| serde_json::to_string(&a.dedupe_key).unwrap_or_default())),
+        ("first_seen", ts(alerts.iter().map(|a| Some(a.first_seen)))),
+        ("last_seen", ts(alerts.iter().map(|a| Some(a.last_seen)))),
+        ("count", Arc::new(Int64Array::from_iter_values(alerts.iter().map(|a| a.count)))),
+        ("runbook", text(&|a| a.runbook.clone())),
+        ("evidence_uids", text_list(alerts.iter().map(|a| a.evidence_uids.as_slice()))),
+        ("evidence", text(&|a| serde_json::to_string(&a.evidence).unwrap_or_default())),
+        ("tags", text_list(alerts.iter().map(|a| a.tags.as_slice()))),
+        ("updated", ts(alerts.iter().map(|a| Some(a.updated)))),
+        (
+            "date",
+            Arc::new(Date32Array::from_iter_values(alerts.iter().map(|a| day_of(a.first_seen)))),
+        ),
+    ];
+    assemble(Table::Alerts, arrays)
+}
+
+/// Alerts read back from rows of the `alerts` table (any column order; string columns of any
+/// string type).
+pub fn alerts_from_batch(batch: &RecordBatch) -> Result<Vec<Alert>> {
+    let utf8 = DataType::Utf8;
+    let tsu = DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()));
+    let list = DataType::List(Field::new_list_field(DataType::Utf8, true).into());
+    let s =
+        |n: &str| -> Result<StringArray> { Ok(col(batch, n, &utf8)?.as_string::<i32>().clone()) };
+    let (alert_id, rule_id, title, severity) =
+        (s("alert_id")?, s("rule_id")?, s("title")?, s("severity")?);
+    let (provider, entity, dedupe_key, runbook, evidence) =
+        (s("provider")?, s("entity")?, s("dedupe_key")?, s("runbook")?, s("evidence")?);
+    let t = |n: &str| -> Result<TimestampMicrosecondArray> {
+        Ok(col(batch, n, &tsu)?.as_primitive::<TimestampMicrosecondType>().clone())
+    };
+    let (first_seen, last_seen, updated) = (t("first_seen")?, t("last_seen")?, t("updated")?);
+    let count = col(batch, "count", &DataType::Int64)?;
+    let count = count.as_primitive::<Int64Type>();
+    let uids = col(batch, "evidence_uids", &list)?;
+    let uids = uids.as_list::<i32>();
+    let tags = col(batch, "tags", &list)?;
+    let tags = tags.as_list::<i32>();
+    let strings = |l: &arrow::array::ListArray, i: usize| -> Vec<String> {
+        if l.is_null(i) {
+            return Vec::new();
+        }
+        let v = l.value(i);
+        v.as_string::<i32>().iter().flatten().map(str::to_owned).collect()
+    };
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let first = if first_seen.is_null(i) { 0 } else { first_seen.value(i) };
+        out.push(Alert {
+            alert_id: text_at(&alert_id, i).unwrap_or_default(),
+            rule_id: text_at(&rule_id, i).unwrap_or_default(),
+            title: text_at(&title, i).unwrap_or_default(),
+            severity: text_at(&severity, i)
+                .and_then(|s| Severity::from_name(&s))
+                .unwrap_or_default(),
+            provider: text_at(&provider, i).unwrap_or_else(|| "unknown".into()),
+            entity: text_at(&entity, i)
+                .and_then(|e| serde_json::from_str(&e).ok())
+                .unwrap_or_default(),
+            dedupe_key: text_at(&dedupe_key, i)
+                .and_then(|e| serde_json::from_str(&e).ok())
+                .unwrap_or_default(),
+            first_seen: first,
+            last_seen: if last_seen.is_null(i) { first } else { last_seen.value(i) },
+            count: if count.is_null(i) { 0 } else { count.value(i) },
+            runbook: text_at(&runbook, i).unwrap_or_default(),
+            evidence_uids: strings(uids, i),
+            evidence: text_at(&evidence, i)
+                .and_then(|e| serde_json::from_str(&e).ok())
+                .unwrap_or_default(),
+            tags: strings(tags, i),
+            updated: if updated.is_null(i) { 0 } else { updated.value(i) },
+        });
+    }
+    Ok(out)
+}
+
+/// A step in an alert's life (a row of `alert_events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// When it happened, µs.
+    pub time: i64,
+    /// Provider of the alert.
+    pub provider: String,
+    /// The alert.
+    pub alert_id: String,
+    /// raised | updated | notified | delivery_failed | acknowledged | escalated | resolved.
+    pub event: String,
+    /// Rule of the alert.
+    pub rule_id: Option<String>,
+    /// Severity of the alert.
+    pub severity: Option<String>,
+    /// Delivery channel (notification steps).
+    pub channel: Option<String>,
+    /// On-call target or recipient.
+    pub target: Option<String>,
+    /// Who acknowledged, resolved or escalated.
+    pub actor: Option<String>,
+    /// Note or other detail.
+    pub detail: Option<String>,
+    /// Stable id of the step: writing the same step twice is recognized.
+    pub event_id: String,
+}
+
+impl AlertEvent {
+    /// `raised` for a new alert: one per alert, ever.
+    pub fn raised(alert: &Alert, now: i64) -> AlertEvent {
+        AlertEvent::of(alert, "raised", now, None, &[])
+    }
+
+    /// `updated` for a changed alert: one per distinct state (count, first/last seen).
+    pub fn updated(alert: &Alert, previous: &Alert, now: i64) -> AlertEvent {
+        let detail = format!(
+            "count {} → {}, last seen {} → {}",
+            previous.count,
+            alert.count,
+            rfc3339(previous.last_seen),
+            rfc3339(alert.last_seen)
+        );
+        let state = [alert.count, alert.first_seen, alert.last_seen];
+        AlertEvent::of(alert, "updated", now, Some(detail), &state)
+    }
+
+    /// A lifecycle step (`acknowledged`, `resolved`, …) by `actor`, identified by its time.
+    pub fn lifecycle(
+        alert: &Alert,
+        event: &str,
+        actor: &str,
+        detail: Option<String>,
+        now: i64,
+    ) -> AlertEvent {
+        let mut e = AlertEvent::of(alert, event, now, detail, &[now]);
+        e.actor = Some(actor.to_owned());
+        e
+    }
+
+    fn of(
+        alert: &Alert,
+        event: &str,
+        now: i64,
+        detail: Option<String>,
+        state: &[i64],
+    ) -> AlertEvent {
+        let mut bytes = format!("{}\x1f{event}", alert.alert_id).into_bytes();
+        for v in state {
+            bytes.push(0x1f);
+            bytes.extend_from_slice(v.to_string().as_bytes());
+        }
+        AlertEvent {
+            time: now,
+            provider: alert.provider.clone(),
+            alert_id: alert.alert_id.clone(),
+            event: event.to_owned(),
+            rule_id: Some(alert.rule_id.clone()),
+            severity: Some(alert.severity.to_string()),
+            channel: None,
+            target: None,
+            actor: None,
+            detail,
+            event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+        }
+    }
+}
+
+/// The rows of `events` in the `alert_events` table's schema.
+pub fn events_batch(events: &[AlertEvent]) -> Result<RecordBatch> {
+    let opt = |f: &dyn Fn(&AlertEvent) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from_iter(events.iter().map(f)))
+    };
+    let arrays: Vec<(&str, ArrayRef)> = vec![
+        ("time", ts(events.iter().map(|e| Some(e.time)))),
+        ("provider", opt(&|e| Some(e.provider.clone()))),
+        ("alert_id", opt(&|e| Some(e.alert_id.clone()))),
+        ("event", opt(&|e| Some(e.event.clone()))),
+        ("rule_id", opt(&|e| e.rule_id.clone())),
+        ("severity", opt(&|e| e.severity.clone())),
+        ("channel", opt(&|e| e.channel.clone())),
+        ("target", opt(&|e| e.target.clone())),
+        ("actor", opt(&|e| e.actor.clone())),
+        ("detail", opt(&|e| e.detail.clone())),
+        ("event_id", opt(&|e| Some(e.event_id.clone()))),
+        ("date", Arc::new(Date32Array::from_iter_values(events.iter().map(|e| day_of(e.time))))),
+    ];
+    assemble(Table::AlertEvents, arrays)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample(id: &str, windows: &[(&str, i64)]) -> Alert {
+        let evidence = Evidence {
+            aggregate: Aggregate::Sum,
+            windows: windows
+                .iter()
+                .map(|(s, c)| WindowEvidence {
+                    start: (*s).into(),
+                    count: *c,
+                    summary: String::new(),
+                })
+                .collect(),
+        };
+        Alert {
+            alert_id: id.into(),
+            rule_id: "zt-x".into(),
+            title: "X".into(),
+            severity: Severity::High,
+            provider: "aws".into(),
+            entity: BTreeMap::from([("dst_ip".to_owned(), Some("10.0.0.5".to_owned()))]),
+            dedupe_key: vec![Some("10.0.0.5".into())],
+            first_seen: 1_700_000_000_000_000,
+            last_seen: 1_700_000_060_000_000,
+            count: evidence.count(),
+            runbook: "rb".into(),
+            evidence_uids: vec!["a".into(), "b".into()],
+            evidence,
+            tags: vec!["T1133".into()],
+            updated: 5,
+        }
+    }
+
+    #[test]
+    fn ids_are_deterministic_and_distinguish_null() {
+        let a = alert_id("r", &[Some("10.0.0.5".into()), Some("22".into())], 19_675);
+        assert_eq!(a, alert_id("r", &[Some("10.0.0.5".into()), Some("22".into())], 19_675));
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, alert_id("r", &[Some("10.0.0.5".into()), Some("22".into())], 19_676));
+        assert_ne!(a, alert_id("r2", &[Some("10.0.0.5".into()), Some("22".into())], 19_675));
+        assert_ne!(alert_id("r", &[None], 1), alert_id("r", &[Some(String::new())], 1));
+        assert_ne!(
+            alert_id("r", &[Some("a".into()), Some("b".into())], 1),
+            alert_id("r", &[Some("ab".into())], 1)
+        );
+    }
+
+    #[test]
+    fn merging_is_idempotent_and_adds_windows() {
+        let stored = sample("1", &[("w1", 3), ("w2", 1)]);
+        assert!(stored.merge(&stored).same_state(&stored));
+        let mut more = sample("1", &[("w2", 2), ("w3", 4)]);
+        more.provider = "gcp".into();
+        more.evidence_uids = vec!["c".into()];
+        more.last_seen += 600_000_000;
+        let merged = stored.merge(&more);
+        assert_eq!(merged.count, 3 + 2 + 4, "per window the larger count, summed");
+        assert_eq!(merged.provider, "multi");
+        assert_eq!(merged.evidence_uids, ["a", "b", "c"]);
+        assert_eq!(merged.last_seen, more.last_seen);
+        assert!(merged.merge(&more).same_state(&merged), "merging twice changes nothing");
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let mut a = sample("00000000000000aa", &[("2023-11-14T22:10:00Z", 2)]);
+        a.entity.insert("evil".into(), Some("\"},{\"x\":1\n\u{1b}[31m".into()));
+        a.dedupe_key.push(None);
+        let batch = alerts_batch(std::slice::from_ref(&a)).expect("batch");
+        assert_eq!(batch.schema(), Table::Alerts.schema());
+        let back = alerts_from_batch(&batch).expect("read");
+        assert_eq!(back, [a.clone()]);
+        let entity = batch.column_by_name("entity").expect("entity");
+        let text = entity.as_string::<i32>().value(0);
+        let parsed: serde_json::Value = serde_json::from_str(text).expect("entity is JSON");
+        assert_eq!(parsed["evil"], "\"},{\"x\":1\n\u{1b}[31m", "hostile values stay data");
+        let raised = AlertEvent::raised(&a, 10);
+        assert_eq!(raised.event_id, AlertEvent::raised(&a, 99).event_id, "one raised id per alert");
+        let mut b = a.clone();
+        b.count += 1;
+        let u1 = AlertEvent::updated(&b, &a, 10);
+        assert_ne!(u1.event_id, raised.event_id);
+        assert_eq!(u1.event_id, AlertEvent::updated(&b, &a, 20).event_id);
+        let events = events_batch(&[raised, u1]).expect("events");
+        assert_eq!(events.schema(), Table::AlertEvents.schema());
+        assert_eq!(events.num_rows(), 2);
+    }
+}

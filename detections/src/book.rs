@@ -1,0 +1,186 @@
+//! The alert book: alert states built from the candidates of every evaluated window.
+//!
+//! Each evaluation of a rule over one window (streaming) or run (scheduled) yields candidates.
+//! The book groups them into alerts by `alert_id` (rule, dedupe key, dedupe bucket of the
+//! candidate's `first_seen`) and keeps each window's contribution separately: evaluating a
+//! window again — a provisional evaluation of an open window, then its final one — replaces that
+//! window's contribution, so nothing is counted twice and the final state depends only on the
+//! final evaluation of each window (the same in streaming and backfill).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::alert::{
+    Aggregate, Alert, Evidence, MAX_EVIDENCE_UIDS, MAX_SUMMARIES, MAX_WINDOWS, WindowEvidence,
+    alert_id, provider_of, rfc3339,
+};
+use crate::candidate::Candidate;
+use crate::rule::{Mode, Rule};
+
+/// One window's contribution to an alert.
+#[derive(Debug, Clone)]
+struct Contribution {
+    entity: BTreeMap<String, Option<String>>,
+    first_seen: i64,
+    last_seen: i64,
+    count: i64,
+    uids: Vec<String>,
+    providers: BTreeSet<String>,
+    summary: String,
+}
+
+impl Contribution {
+    fn absorb(&mut self, c: Candidate, providers: BTreeSet<String>) {
+        self.first_seen = self.first_seen.min(c.first_seen);
+        self.last_seen = self.last_seen.max(c.last_seen);
+        self.count += c.count;
+        self.uids.extend(c.uids);
+        self.uids.sort_unstable();
+        self.uids.dedup();
+        self.uids.truncate(MAX_EVIDENCE_UIDS);
+        self.providers.extend(providers);
+    }
+}
+
+#[derive(Debug)]
+struct AlertState {
+    rule: Arc<Rule>,
+    key: Vec<Option<String>>,
+    contributions: BTreeMap<i64, Contribution>,
+}
+
+/// Alert states of a set of rules. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct AlertBook {
+    alerts: BTreeMap<String, AlertState>,
+    /// (rule index, window) → the alerts it contributes to.
+    windows: HashMap<(usize, i64), Vec<String>>,
+}
+
+impl AlertBook {
+    /// Replace the contribution of window `window` of rule `index` with `candidates`
+    /// (`providers` gives the providers of each candidate's uids).
+    pub(crate) fn apply(
+        &mut self,
+        index: usize,
+        rule: &Arc<Rule>,
+        window: i64,
+        candidates: Vec<(Candidate, BTreeSet<String>)>,
+    ) {
+        if let Some(ids) = self.windows.remove(&(index, window)) {
+            for id in ids {
+                if let Some(state) = self.alerts.get_mut(&id) {
+                    state.contributions.remove(&window);
+                    if state.contributions.is_empty() {
+                        self.alerts.remove(&id);
+                    }
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return;
+        }
+        let period = i64::try_from(rule.dedupe_period.as_micros()).unwrap_or(i64::MAX).max(1);
+        // Deterministic order: the entity and summary of a window come from its first candidate.
+        let mut candidates = candidates;
+        candidates.sort_by(|(a, _), (b, _)| {
+            (a.first_seen, &a.entity, &a.summary).cmp(&(b.first_seen, &b.entity, &b.summary))
+        });
+        let mut grouped: BTreeMap<String, (Vec<Option<String>>, Contribution)> = BTreeMap::new();
+        for (c, providers) in candidates {
+            let bucket = c.first_seen.div_euclid(period);
+            let id = alert_id(rule.id(), &c.key, bucket);
+            match grouped.get_mut(&id) {
+                Some((_, contribution)) => contribution.absorb(c, providers),
+                None => {
+                    let mut uids = c.uids;
+                    uids.truncate(MAX_EVIDENCE_UIDS);
+                    let contribution = Contribution {
+                        entity: c.entity,
+                        first_seen: c.first_seen,
+                        last_seen: c.last_seen,
+                        count: c.count,
+                        uids,
+                        providers,
+                        summary: c.summary,
+                    };
+                    grouped.insert(id, (c.key, contribution));
+                }
+            }
+        }
+        let ids: Vec<String> = grouped.keys().cloned().collect();
+        for (id, (key, contribution)) in grouped {
+            let state = self.alerts.entry(id).or_insert_with(|| AlertState {
+                rule: rule.clone(),
+                key,
+                contributions: BTreeMap::new(),
+            });
+            state.contributions.insert(window, contribution);
+        }
+        self.windows.insert((index, window), ids);
+    }
+
+    /// Number of alerts.
+    pub(crate) fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// Every alert's current state, by id, stamped `updated = now`.
+    pub(crate) fn alerts(&self, now: i64) -> Vec<Alert> {
+        self.alerts.iter().map(|(id, s)| s.alert(id, now)).collect()
+    }
+}
+
+impl AlertState {
+    fn alert(&self, id: &str, now: i64) -> Alert {
+        let rule = &self.rule;
+        let mut first_seen = i64::MAX;
+        let mut last_seen = i64::MIN;
+        let mut uids: Vec<String> = Vec::new();
+        let mut providers = BTreeSet::new();
+        let mut entity = BTreeMap::new();
+        let mut windows = Vec::new();
+        for (i, (window, c)) in self.contributions.iter().enumerate() {
+            if c.first_seen < first_seen {
+                first_seen = c.first_seen;
+                entity = c.entity.clone();
+            }
+            last_seen = last_seen.max(c.last_seen);
+            uids.extend(c.uids.iter().cloned());
+            providers.extend(c.providers.iter().cloned());
+            if i < MAX_WINDOWS {
+                let summary = if i < MAX_SUMMARIES { c.summary.clone() } else { String::new() };
+                windows.push(WindowEvidence { start: rfc3339(*window), count: c.count, summary });
+            }
+        }
+        uids.sort_unstable();
+        uids.dedup();
+        uids.truncate(MAX_EVIDENCE_UIDS);
+        let aggregate = match rule.mode() {
+            Mode::Streaming => Aggregate::Sum,
+            Mode::Scheduled => Aggregate::Max,
+        };
+        let counts = self.contributions.values().map(|c| c.count);
+        let count = match aggregate {
+            Aggregate::Sum => counts.sum(),
+            Aggregate::Max => counts.max().unwrap_or(0),
+        };
+        Alert {
+            alert_id: id.to_owned(),
+            rule_id: rule.id().to_owned(),
+            title: rule.spec.title.clone(),
+            severity: rule.spec.severity,
+            provider: provider_of(&providers),
+            entity,
+            dedupe_key: self.key.clone(),
+            first_seen,
+            last_seen,
+            count,
+            runbook: rule.spec.runbook.clone(),
+            evidence_uids: uids,
+            evidence: Evidence { aggregate, windows },
+            tags: rule.alert_tags(),
+            updated: now,
+        }
+    }
+}

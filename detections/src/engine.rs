@@ -1,0 +1,622 @@
+//! The engine: rules evaluated over tumbling event-time windows, fed batch by batch.
+//!
+//! Per batch, the work is a filter and a projection per rule reading the batch's table: the
+//! rule's pushed-down filters ([`crate::compile::Retain`]) are evaluated as DataFusion physical
+//! expressions on the batch, one conjunct at a time on the shrinking batch, and the matching
+//! rows, projected to the columns the rule reads, go to the window (bucket) of their `time`:
+//! `[k·window, (k+1)·window)`, epoch-aligned. Nothing is planned per batch.
+//!
+//! A window closes when the clock passes its end plus the allowed lateness. The clock is the
+//! largest `time` seen in the rule's trigger table ([`Clock::Data`], streaming) or the point up
+//! to which every row has been fed ([`Clock::Explicit`], backfill). On close the rule's plan is
+//! executed over the window's rows (final evaluation) and the window is dropped; rows arriving
+//! for a closed window are late: dropped and counted. Open windows with new rows are also
+//! evaluated every `eval_every_rows` kept rows or `eval_every` (provisional), so alerts show
+//! within seconds; a window's final evaluation replaces its provisional ones.
+//!
+//! Memory is bounded per rule by `max_rows_per_rule` kept rows; beyond it the oldest rows are
+//! evicted, counted and warned about (the evicted windows may then miss alerts).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::common::DFSchema;
+use datafusion::dataframe::DataFrame;
+use datafusion::physical_expr::PhysicalExpr;
+use ztlake_normalize::schema::Table;
+
+use crate::alert::Alert;
+use crate::book::AlertBook;
+use crate::candidate::{self, Candidate};
+use crate::compile::{Compiled, compile};
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+use crate::rule::{Mode, Rule};
+use crate::window_table::conform;
+
+/// Tuning of the engine (deserializable, so it can sit in the service config).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineOptions {
+    /// Most rows a rule keeps across its open windows; beyond it the oldest are evicted.
+    #[serde(default = "default_max_rows_per_rule")]
+    pub max_rows_per_rule: usize,
+    /// Evaluate a rule's open windows after this many newly kept rows …
+    #[serde(default = "default_eval_every_rows")]
+    pub eval_every_rows: usize,
+    /// … or this long after its last evaluation (whichever comes first).
+    #[serde(default = "default_eval_every", with = "humantime_serde_compat")]
+    pub eval_every: Duration,
+}
+
+/// Default [`EngineOptions::max_rows_per_rule`]: 2 M rows.
+pub fn default_max_rows_per_rule() -> usize {
+    2_000_000
+}
+
+/// Default [`EngineOptions::eval_every_rows`]: 50 000 rows.
+pub fn default_eval_every_rows() -> usize {
+    50_000
+}
+
+/// Default [`EngineOptions::eval_every`]: 5 s.
+pub fn default_eval_every() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_rows_per_rule: default_max_rows_per_rule(),
+            eval_every_rows: default_eval_every_rows(),
+            eval_every: default_eval_every(),
+        }
+    }
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What drives the closing of windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// The largest event time seen in each rule's trigger table, minus the allowed lateness
+    /// (streaming).
+    Data,
+    /// [`Engine::advance_to`]: every row before that time has been fed (backfill).
+    Explicit,
+}
+
+/// Counters of an engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineStats {
+    /// Rows fed.
+    pub rows_in: u64,
+    /// Rows kept by some rule (a row kept by two rules counts twice).
+    pub rows_kept: u64,
+    /// Rows kept right now across open windows.
+    pub rows_held: u64,
+    /// Rows dropped because their window had already closed.
+    pub late_rows: u64,
+    /// Rows evicted because a rule held more than `max_rows_per_rule`.
+    pub evicted_rows: u64,
+    /// Evaluations of open windows.
+    pub provisional_evaluations: u64,
+    /// Final evaluations (closed windows and scheduled runs).
+    pub final_evaluations: u64,
+    /// Alerts in the book.
+    pub alerts: u64,
+}
+
+/// What a rule keeps of one table, ready to run on batches.
+struct Input {
+    table: Table,
+    schema: SchemaRef,
+    conjuncts: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+/// The kept rows of one window: per input, its batches.
+#[derive(Default)]
+struct Bucket {
+    rows: Vec<Vec<RecordBatch>>,
+    count: usize,
+    dirty: bool,
+}
+
+/// A rule inside an engine.
+struct RuleRuntime {
+    rule: Arc<Rule>,
+    compiled: Compiled,
+    inputs: Vec<Input>,
+    window: i64,
+    lateness: i64,
+    buckets: BTreeMap<i64, Bucket>,
+    closed_before: i64,
+    watermark: i64,
+    range: Option<(i64, i64)>,
+    held: usize,
+    since_eval: usize,
+    last_eval: Instant,
+    warned: bool,
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+fn align_down(t: i64, step: i64) -> i64 {
+    t.div_euclid(step).saturating_mul(step)
+}
+
+fn align_up(t: i64, step: i64) -> i64 {
+    let down = align_down(t, step);
+    if down == t { t } else { down.saturating_add(step) }
+}
+
+impl RuleRuntime {
+    async fn new(rule: Arc<Rule>, reference: &Reference) -> Result<RuleRuntime> {
+        let compiled = compile(&rule.spec.sql, reference)
+            .await
+            .map_err(|m| Error::shape(rule.id(), format!("compiling the SQL: {m}")))?;
+        let mut inputs = Vec::new();
+        for retain in &compiled.retains {
+            let Some(window) = compiled.window(retain.table) else { continue };
+            let full = window.full_schema();
+            let fields: Vec<_> = retain
+                .columns
+                .iter()
+                .filter_map(|c| full.field_with_name(c).ok().cloned())
+                .collect();
+            let schema = Arc::new(Schema::new(fields));
+            let df_schema = DFSchema::try_from_qualified_schema(retain.table.name(), &schema)
+                .map_err(|e| Error::df(rule.id(), "schema of the kept rows", e))?;
+            let mut conjuncts = Vec::new();
+            for f in &retain.filters {
+                match compiled.ctx.create_physical_expr(f.clone(), &df_schema) {
+                    Ok(p) => conjuncts.push(p),
+                    // Keeping more rows is always correct: the plan applies its filters again.
+                    Err(e) => {
+                        tracing::debug!(rule = rule.id(), filter = %f, error = %e, "filter not usable on batches; keeping more rows")
+                    }
+                }
+            }
+            inputs.push(Input { table: retain.table, schema, conjuncts });
+        }
+        let (window, lateness) = match rule.mode() {
+            Mode::Streaming => {
+                (micros(rule.window), i64::try_from(rule.lateness.as_micros()).unwrap_or(i64::MAX))
+            }
+            Mode::Scheduled => (micros(rule.interval), 0),
+        };
+        Ok(RuleRuntime {
+            rule,
+            compiled,
+            inputs,
+            window,
+            lateness,
+            buckets: BTreeMap::new(),
+            closed_before: i64::MIN,
+            watermark: i64::MIN,
+            range: None,
+            held: 0,
+            since_eval: 0,
+            last_eval: Instant::now(),
+            warned: false,
+        })
+    }
+
+    /// Keep the rows of `batch` that can matter to this rule's input `i`, in their windows.
+    fn keep(&mut self, i: usize, batch: &RecordBatch, stats: &mut EngineStats) -> Result<()> {
+        let id = self.rule.id().to_owned();
+        let input = &self.inputs[i];
+        let mut b =
+            conform(batch, &input.schema).map_err(|e| Error::df(&id, "projecting a batch", e))?;
+        for expr in &input.conjuncts {
+            if b.num_rows() == 0 {
+                return Ok(());
+            }
+            let mask = expr
+                .evaluate(&b)
+                .and_then(|v| v.into_array(b.num_rows()))
+                .map_err(|e| Error::df(&id, "filtering a batch", e))?;
+            let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
+                return Err(Error::shape(&id, "a filter did not return booleans"));
+            };
+            if mask.true_count() == b.num_rows() {
+                continue;
+            }
+            b = filter_record_batch(&b, mask).map_err(|e| Error::arrow(&id, "filtering", e))?;
+        }
+        if b.num_rows() == 0 {
+            return Ok(());
+        }
+        let Ok(time_index) = b.schema().index_of("time") else {
+            return Err(Error::shape(&id, "kept rows have no time column"));
+        };
+        let times = b.column(time_index).as_primitive::<TimestampMicrosecondType>().clone();
+        let mut starts: BTreeMap<i64, usize> = BTreeMap::new();
+        let mut late = 0u64;
+        for t in times.iter() {
+            let Some(t) = t else { continue };
+            let start = align_down(t, self.window);
+            if let Some((rlo, rhi)) = self.range
+                && (t < rlo || t >= rhi)
+            {
+                continue;
+            }
+            if start < self.closed_before {
+                late += 1;
+                continue;
+            }
+            *starts.entry(start).or_default() += 1;
+        }
+        stats.late_rows += late;
+        let inputs = self.inputs.len();
+        let single = starts.len() == 1 && starts.values().sum::<usize>() == b.num_rows();
+        for (start, n) in starts {
+            let piece = if single {
+                b.clone()
+            } else {
+                let end = start.saturating_add(self.window);
+                let mask: BooleanArray =
+                    times.iter().map(|t| Some(t.is_some_and(|t| t >= start && t < end))).collect();
+                filter_record_batch(&b, &mask)
+                    .map_err(|e| Error::arrow(&id, "splitting windows", e))?
+            };
+            let bucket = self
+                .buckets
+                .entry(start)
+                .or_insert_with(|| Bucket { rows: vec![Vec::new(); inputs], ..Bucket::default() });
+            bucket.rows[i].push(piece);
+            bucket.count += n;
+            bucket.dirty = true;
+            self.held += n;
+            self.since_eval += n;
+            stats.rows_kept += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Evict the oldest kept rows beyond `max`.
+    fn evict(&mut self, max: usize, stats: &mut EngineStats) {
+        if self.held <= max {
+            return;
+        }
+        let mut excess = self.held - max;
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                rule = self.rule.id(),
+                max,
+                "rule holds more rows than max_rows_per_rule: evicting the oldest (alerts of those windows may be missed); narrow its WHERE clause or raise the limit"
+            );
+        }
+        while excess > 0 {
+            let Some(mut entry) = self.buckets.first_entry() else { break };
+            let bucket = entry.get_mut();
+            for rows in bucket.rows.iter_mut() {
+                while excess > 0 && !rows.is_empty() {
+                    let n = rows[0].num_rows();
+                    if n <= excess {
+                        rows.remove(0);
+                        bucket.count -= n;
+                        self.held -= n;
+                        excess -= n;
+                        stats.evicted_rows += n as u64;
+                    } else {
+                        rows[0] = rows[0].slice(excess, n - excess);
+                        bucket.count -= excess;
+                        self.held -= excess;
+                        stats.evicted_rows += excess as u64;
+                        excess = 0;
+                    }
+                }
+            }
+            if bucket.count == 0 {
+                entry.remove();
+            }
+        }
+    }
+
+    /// Run the plan over `rows` (per input) and read the candidates, with the providers of
+    /// their evidence.
+    async fn evaluate(
+        &self,
+        rows: &[Vec<RecordBatch>],
+    ) -> Result<Vec<(Candidate, BTreeSet<String>)>> {
+        let id = self.rule.id();
+        for (input, batches) in self.inputs.iter().zip(rows) {
+            if let Some(w) = self.compiled.window(input.table) {
+                w.set(batches.clone());
+            }
+        }
+        let df = DataFrame::new(self.compiled.ctx.state(), self.compiled.plan.clone());
+        let result = df.collect().await;
+        for input in &self.inputs {
+            if let Some(w) = self.compiled.window(input.table) {
+                w.clear();
+            }
+        }
+        let batches = result.map_err(|e| Error::df(id, "evaluating", e))?;
+        let candidates = candidate::extract(&self.rule, &batches)?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: HashSet<&str> =
+            candidates.iter().flat_map(|c| c.uids.iter().map(String::as_str)).collect();
+        let mut providers: HashMap<String, String> = HashMap::new();
+        for batch in rows.iter().flatten() {
+            let (Some(uids), Some(provs)) =
+                (batch.column_by_name("event_uid"), batch.column_by_name("provider"))
+            else {
+                continue;
+            };
+            let (Some(uids), Some(provs)) =
+                (uids.as_string_opt::<i32>(), provs.as_string_opt::<i32>())
+            else {
+                continue;
+            };
+            for r in 0..batch.num_rows() {
+                if uids.is_valid(r) && provs.is_valid(r) && wanted.contains(uids.value(r)) {
+                    providers.insert(uids.value(r).to_owned(), provs.value(r).to_owned());
+                }
+            }
+        }
+        Ok(candidates
+            .into_iter()
+            .map(|c| {
+                let p = c.uids.iter().filter_map(|u| providers.get(u).cloned()).collect();
+                (c, p)
+            })
+            .collect())
+    }
+}
+
+/// The engine. See the module docs.
+pub struct Engine {
+    rules: Vec<RuleRuntime>,
+    book: AlertBook,
+    stats: EngineStats,
+    options: EngineOptions,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rules.iter().map(|r| r.rule.id()).collect::<Vec<_>>())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine for `rules` (each compiled once, in its own session, with `reference`).
+    ///
+    /// # Errors
+    /// A rule whose SQL does not compile (rules from the loader always do).
+    pub async fn new(
+        rules: &[Arc<Rule>],
+        reference: &Reference,
+        options: EngineOptions,
+        clock: Clock,
+    ) -> Result<Engine> {
+        let mut runtimes = Vec::with_capacity(rules.len());
+        for rule in rules {
+            runtimes.push(RuleRuntime::new(rule.clone(), reference).await?);
+        }
+        Ok(Engine {
+            rules: runtimes,
+            book: AlertBook::default(),
+            stats: EngineStats::default(),
+            options,
+            clock,
+        })
+    }
+
+    /// The rules of the engine.
+    pub fn rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.rules.iter().map(|r| &r.rule)
+    }
+
+    /// Tables read by the streaming rules, with the columns and filters they keep.
+    pub fn retains(&self) -> Vec<(Arc<Rule>, crate::compile::Retain)> {
+        self.rules
+            .iter()
+            .filter(|r| r.rule.mode() == Mode::Streaming)
+            .flat_map(|r| r.compiled.retains.iter().map(|x| (r.rule.clone(), x.clone())))
+            .collect()
+    }
+
+    /// Restrict every streaming rule to whole windows covering `[from, to)` (µs): rows outside
+    /// its windows are ignored (backfill over a time range).
+    pub fn set_range(&mut self, from: i64, to: i64) {
+        for r in &mut self.rules {
+            r.range = Some((align_down(from, r.window), align_up(to, r.window)));
+        }
+    }
+
+    /// The time range a backfill must read to cover `[from, to)` with whole windows of every
+    /// streaming rule.
+    pub fn read_range(&self, from: i64, to: i64) -> (i64, i64) {
+        let streaming = self.rules.iter().filter(|r| r.rule.mode() == Mode::Streaming);
+        streaming.fold((from, to), |(lo, hi), r| {
+            (lo.min(align_down(from, r.window)), hi.max(align_up(to, r.window)))
+        })
+    }
+
+    /// Feed a batch of `table` (canonical columns by name; other string types are cast).
+    ///
+    /// # Errors
+    /// A filter or an evaluation failed (the message names the rule).
+    pub async fn push(&mut self, table: Table, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.stats.rows_in += batch.num_rows() as u64;
+        for r in &mut self.rules {
+            if r.rule.mode() != Mode::Streaming {
+                continue;
+            }
+            for i in 0..r.inputs.len() {
+                if r.inputs[i].table == table {
+                    r.keep(i, batch, &mut self.stats)?;
+                }
+            }
+            r.evict(self.options.max_rows_per_rule, &mut self.stats);
+        }
+        if self.clock == Clock::Data
+            && let Some(max) = max_time(batch)
+        {
+            for r in &mut self.rules {
+                if r.rule.mode() == Mode::Streaming && r.rule.table == table && max > r.watermark {
+                    r.watermark = max;
+                    let close = align_down(max.saturating_sub(r.lateness), r.window);
+                    r.closed_before = r.closed_before.max(close);
+                }
+            }
+        }
+        self.run_due(false).await
+    }
+
+    /// Every row before `t` (µs) has been fed: close the windows that end at or before it
+    /// ([`Clock::Explicit`]).
+    pub async fn advance_to(&mut self, t: i64) -> Result<()> {
+        for r in &mut self.rules {
+            r.closed_before = r.closed_before.max(align_down(t, r.window));
+        }
+        self.run_due(false).await
+    }
+
+    /// End of input: evaluate and close every window.
+    pub async fn flush(&mut self) -> Result<()> {
+        for r in &mut self.rules {
+            r.closed_before = i64::MAX;
+        }
+        self.run_due(true).await
+    }
+
+    async fn run_due(&mut self, flushing: bool) -> Result<()> {
+        let now = Instant::now();
+        for (index, r) in self.rules.iter_mut().enumerate() {
+            if r.rule.mode() != Mode::Streaming {
+                continue;
+            }
+            while let Some(entry) = r.buckets.first_entry() {
+                if *entry.key() >= r.closed_before {
+                    break;
+                }
+                let (start, bucket) = entry.remove_entry();
+                r.held -= bucket.count;
+                let candidates = r.evaluate(&bucket.rows).await?;
+                self.stats.final_evaluations += 1;
+                self.book.apply(index, &r.rule, start, candidates);
+            }
+            let due = r.since_eval >= self.options.eval_every_rows
+                || now.duration_since(r.last_eval) >= self.options.eval_every;
+            if flushing || !due || !r.buckets.values().any(|b| b.dirty) {
+                continue;
+            }
+            let starts: Vec<i64> =
+                r.buckets.iter().filter(|(_, b)| b.dirty).map(|(s, _)| *s).collect();
+            for start in starts {
+                let rows = match r.buckets.get_mut(&start) {
+                    Some(b) => {
+                        b.dirty = false;
+                        b.rows.clone()
+                    }
+                    None => continue,
+                };
+                let candidates = r.evaluate(&rows).await?;
+                self.stats.provisional_evaluations += 1;
+                self.book.apply(index, &r.rule, start, candidates);
+            }
+            r.since_eval = 0;
+            r.last_eval = now;
+        }
+        self.stats.rows_held = self.rules.iter().map(|r| r.held as u64).sum();
+        self.stats.alerts = self.book.len() as u64;
+        Ok(())
+    }
+
+    /// Evaluate scheduled rule `rule_id` for its run at `run` (µs) over `rows` (batches per
+    /// table covering `[run − lookback, run)`).
+    pub async fn run_scheduled(
+        &mut self,
+        rule_id: &str,
+        run: i64,
+        rows: &[(Table, Vec<RecordBatch>)],
+    ) -> Result<()> {
+        let Some(index) = self.rules.iter().position(|r| r.rule.id() == rule_id) else {
+            return Err(Error::shape(rule_id, "no such rule in the engine"));
+        };
+        let r = &self.rules[index];
+        let mut per_input: Vec<Vec<RecordBatch>> = vec![Vec::new(); r.inputs.len()];
+        for (i, input) in r.inputs.iter().enumerate() {
+            for (table, batches) in rows {
+                if *table != input.table {
+                    continue;
+                }
+                for b in batches {
+                    per_input[i].push(
+                        conform(b, &input.schema)
+                            .map_err(|e| Error::df(rule_id, "projecting rows", e))?,
+                    );
+                }
+            }
+        }
+        let candidates = r.evaluate(&per_input).await?;
+        self.stats.final_evaluations += 1;
+        self.book.apply(index, &r.rule.clone(), run, candidates);
+        self.stats.alerts = self.book.len() as u64;
+        Ok(())
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Every alert's current state, stamped `updated = now` (µs).
+    pub fn alerts(&self, now: i64) -> Vec<Alert> {
+        self.book.alerts(now)
+    }
+}
+
+/// The largest `time` of a batch.
+fn max_time(batch: &RecordBatch) -> Option<i64> {
+    let col = batch.column_by_name("time")?;
+    let ts = Table::Flows.schema().field(0).data_type().clone();
+    let col =
+        if col.data_type() == &ts { col.clone() } else { arrow::compute::cast(col, &ts).ok()? };
+    arrow::compute::max(col.as_primitive::<TimestampMicrosecondType>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment() {
+        assert_eq!(align_down(25, 10), 20);
+        assert_eq!(align_down(-5, 10), -10);
+        assert_eq!(align_up(25, 10), 30);
+        assert_eq!(align_up(30, 10), 30);
+    }
+}

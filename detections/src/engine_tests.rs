@@ -1,0 +1,255 @@
+//! Engine behaviour on real rows: windows, lateness, out-of-order rows, dedupe periods,
+//! deterministic ids, eviction, streaming == backfill, and the shipped rule pack's own tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use ztlake_normalize::Table;
+
+use crate::alert::Alert;
+use crate::backfill::{BackfillOptions, backfill};
+use crate::engine::{Clock, Engine, EngineOptions};
+use crate::loader::{LoadOptions, RuleSet, load_dir, load_sources};
+use crate::rule::TestInput;
+use crate::testing::{normalize, run_tests};
+
+const T0: i64 = 1_700_000_400; // 2023-11-14T22:20:00Z, a 10-minute boundary
+
+/// A streaming rule counting accepted flows per destination (window 10m, lateness 10m).
+fn rule_yaml(id: &str, extra: &str) -> String {
+    format!(
+        "id: {id}\ntitle: T\nseverity: low\ntable: flows\nmode: streaming\nwindow: 10m\n{extra}sql: |\n  SELECT dst_ip, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen, array_agg(event_uid) AS event_uids\n  FROM flows WHERE action = 'allow' GROUP BY dst_ip\nentity: [dst_ip]\nrunbook: rb\ntests:\n  - name: p\n    input: [{{format: aws-vpcflow, data: x}}]\n    expect: {{count: 1}}\n  - name: n\n    input: [{{format: aws-vpcflow, data: x}}]\n    expect: {{count: 0}}\n"
+    )
+}
+
+async fn rules(yaml: &str) -> RuleSet {
+    load_sources(&[(PathBuf::from("r.yaml"), yaml.to_owned())], &LoadOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One accepted flow line to `dst` starting at `secs`.
+fn line(dst: &str, secs: i64) -> String {
+    format!("2 123456789012 eni-1 10.9.9.9 {dst} 40000 443 6 1 60 {secs} {} ACCEPT OK\n", secs + 1)
+}
+
+/// Flow batches from vpcflow lines (each call is its own source).
+fn flows(source: usize, lines: &[String]) -> Vec<RecordBatch> {
+    let input = TestInput { format: "aws-vpcflow".into(), data: lines.concat() };
+    normalize("engine-test", source, &[input])
+        .expect("normalize")
+        .into_iter()
+        .map(|(t, b)| {
+            assert_eq!(t, Table::Flows);
+            b
+        })
+        .collect()
+}
+
+async fn stream(
+    set: &RuleSet,
+    batches: &[RecordBatch],
+    options: EngineOptions,
+) -> (Vec<Alert>, Engine) {
+    let mut engine =
+        Engine::new(&set.streaming(), set.reference(), options, Clock::Data).await.expect("engine");
+    for b in batches {
+        engine.push(Table::Flows, b).await.expect("push");
+    }
+    engine.flush().await.expect("flush");
+    (engine.alerts(0), engine)
+}
+
+async fn backfilled(set: &RuleSet, batches: &[RecordBatch]) -> Vec<Alert> {
+    let ctx = SessionContext::new();
+    let mem = MemTable::try_new(Table::Flows.schema(), vec![batches.to_vec()]).expect("mem");
+    ctx.register_table("flows", Arc::new(mem)).expect("register");
+    let options = BackfillOptions {
+        chunk: std::time::Duration::from_secs(1800),
+        ..BackfillOptions::default()
+    };
+    let mut alerts = backfill(set, &ctx, &options).await.expect("backfill").alerts;
+    for a in &mut alerts {
+        a.updated = 0;
+    }
+    alerts
+}
+
+#[tokio::test]
+async fn late_and_out_of_order_rows_within_the_lateness_count() {
+    let set = rules(&rule_yaml("zt-w", "")).await;
+    // Window [T0, T0+600): two rows; then a row of the next window; then an out-of-order row
+    // for the first window (still open: lateness 10m); then the clock passes T0+600+600 and
+    // the first window closes; a row for it after that is late.
+    let batches = [
+        flows(0, &[line("10.0.0.1", T0 + 10), line("10.0.0.1", T0 + 20)]),
+        flows(1, &[line("10.0.0.1", T0 + 700)]),
+        flows(2, &[line("10.0.0.1", T0 + 30)]),
+        flows(3, &[line("10.0.0.2", T0 + 1300)]),
+        flows(4, &[line("10.0.0.1", T0 + 40)]),
+    ]
+    .concat();
+    let (alerts, engine) = stream(&set, &batches, EngineOptions::default()).await;
+    assert_eq!(engine.stats().late_rows, 1, "{:?}", engine.stats());
+    let a =
+        alerts.iter().find(|a| a.entity["dst_ip"].as_deref() == Some("10.0.0.1")).expect("alert");
+    assert_eq!(
+        a.count,
+        3 + 1,
+        "three rows in the first window (one out of order), one in the second"
+    );
+    assert_eq!(a.evidence.windows.len(), 2);
+    assert_eq!(a.first_seen, (T0 + 10) * 1_000_000);
+    assert_eq!(a.last_seen, (T0 + 700) * 1_000_000);
+    assert_eq!(a.evidence_uids.len(), 4);
+    assert_eq!(a.provider, "aws");
+}
+
+#[tokio::test]
+async fn the_dedupe_period_groups_windows_into_one_alert() {
+    let set = rules(&rule_yaml("zt-d", "dedupe: {period: 1h}\n")).await;
+    // T0 = 22:20; the period is [22:00, 23:00): windows 22:20 and 22:40 go to one alert,
+    // 23:10 to the next period's alert.
+    let batches = flows(
+        0,
+        &[line("10.0.0.1", T0 + 5), line("10.0.0.1", T0 + 1205), line("10.0.0.1", T0 + 3005)],
+    );
+    let (alerts, _) = stream(&set, &batches, EngineOptions::default()).await;
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    let mut counts: Vec<i64> = alerts.iter().map(|a| a.count).collect();
+    counts.sort();
+    assert_eq!(counts, [1, 2]);
+    assert_ne!(alerts[0].alert_id, alerts[1].alert_id);
+    let hour = 3_600_000_000i64;
+    for a in &alerts {
+        assert_eq!(
+            a.alert_id,
+            crate::alert::alert_id("zt-d", &a.dedupe_key, a.first_seen.div_euclid(hour)),
+            "id = rule, key, floor(first_seen / period)"
+        );
+    }
+}
+
+#[tokio::test]
+async fn reprocessing_and_batching_do_not_change_alerts() {
+    let set = rules(&rule_yaml("zt-r", "")).await;
+    let lines: Vec<String> =
+        (0..300).map(|i| line(&format!("10.0.{}.{}", i % 3, i % 7), T0 + i * 11)).collect();
+    let one = flows(0, &lines);
+    let (a, _) = stream(&set, &one, EngineOptions::default()).await;
+    let (b, _) = stream(&set, &one, EngineOptions::default()).await;
+    assert!(!a.is_empty());
+    assert_eq!(a, b, "reprocessing the same rows gives the same alerts");
+    // The same rows as many small batches, with provisional evaluations after every row.
+    let small: Vec<RecordBatch> = one
+        .iter()
+        .flat_map(|b| (0..b.num_rows()).map(|i| b.slice(i, 1)).collect::<Vec<_>>())
+        .collect();
+    let eager = EngineOptions { eval_every_rows: 1, ..EngineOptions::default() };
+    let (c, engine) = stream(&set, &small, eager).await;
+    assert!(engine.stats().provisional_evaluations > 0);
+    assert_eq!(a, c, "batch boundaries and provisional evaluations do not change the result");
+}
+
+#[tokio::test]
+async fn streaming_and_backfill_raise_the_same_alerts() {
+    let set = rules(&rule_yaml("zt-s", "")).await;
+    // 2 000 rows over ~6 hours, slightly out of order (within the lateness), many destinations.
+    let lines: Vec<String> = (0..2000)
+        .map(|i| {
+            let jitter = if i % 5 == 0 { -90 } else { 0 };
+            line(&format!("10.1.{}.{}", i % 4, i % 13), T0 + i * 11 + jitter)
+        })
+        .collect();
+    let batches: Vec<RecordBatch> =
+        lines.chunks(97).enumerate().flat_map(|(i, c)| flows(i, c)).collect();
+    let (mut streamed, engine) = stream(&set, &batches, EngineOptions::default()).await;
+    assert_eq!(engine.stats().late_rows, 0);
+    for a in &mut streamed {
+        a.updated = 0;
+    }
+    let back = backfilled(&set, &batches).await;
+    assert!(streamed.len() > 20, "{}", streamed.len());
+    assert_eq!(streamed, back);
+}
+
+#[tokio::test]
+async fn eviction_bounds_memory_and_is_counted() {
+    let set = rules(&rule_yaml("zt-e", "")).await;
+    let lines: Vec<String> = (0..50).map(|i| line("10.0.0.1", T0 + i)).collect();
+    let options = EngineOptions { max_rows_per_rule: 10, ..EngineOptions::default() };
+    let (alerts, engine) = stream(&set, &flows(0, &lines), options).await;
+    assert_eq!(engine.stats().evicted_rows, 40);
+    assert_eq!(alerts[0].count, 10, "only the rows kept are evaluated");
+}
+
+#[tokio::test]
+async fn loader_reports_every_problem_of_every_file() {
+    let good = rule_yaml("zt-ok", "");
+    let files = vec![
+        (PathBuf::from("a.yaml"), rule_yaml("zt-ok", "")),
+        (PathBuf::from("b.yaml"), good.clone()),
+        (
+            PathBuf::from("c.yaml"),
+            good.replace("id: zt-ok", "id: zt-c")
+                .replace("severity: low", "severity: urgent")
+                .replace("title: T", "title: T\ncolour: red"),
+        ),
+        (
+            PathBuf::from("d.yaml"),
+            good.replace("id: zt-ok", "id: zt-d")
+                .replace("count(*) AS count", "count(nosuch) AS count"),
+        ),
+        (
+            PathBuf::from("e.yaml"),
+            good.replace("id: zt-ok", "id: zt-e").replace("FROM flows", "FROM flowz"),
+        ),
+        (
+            PathBuf::from("f.yaml"),
+            good.replace("id: zt-ok", "id: zt-f")
+                .replace("runbook: rb", "runbook: missing-runbook"),
+        ),
+    ];
+    let options =
+        LoadOptions { runbooks: Some(["rb".to_owned()].into()), ..LoadOptions::default() };
+    let err = load_sources(&files, &options).await.expect_err("invalid");
+    let text = err.to_string();
+    for needle in [
+        "b.yaml:1: rule zt-ok: duplicate rule id \"zt-ok\": also defined in a.yaml",
+        "c.yaml:3: unknown key `colour`",
+        "c.yaml:4: severity: unknown variant `urgent`",
+        "d.yaml:7: rule zt-d: SQL:",
+        "nosuch",
+        "e.yaml:7: rule zt-e: SQL:",
+        "flowz",
+        "f.yaml:11: rule zt-f: runbook \"missing-runbook\" does not exist (known runbooks: rb)",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    assert_eq!(err.diagnostics().len(), 6, "{text}");
+}
+
+#[tokio::test]
+async fn the_shipped_rule_pack_passes_its_tests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reference =
+        crate::reference::Reference::load_dir(&dir.join("reference")).expect("reference");
+    let set = load_dir(&dir.join("rules"), &LoadOptions { runbooks: None, reference })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(set.rules().len() >= 4);
+    let reports = run_tests(&set).await;
+    let failed: Vec<String> = reports
+        .iter()
+        .flat_map(|r| {
+            r.tests
+                .iter()
+                .filter(|t| !t.passed())
+                .map(move |t| format!("{} / {}: {:?}", r.rule, t.name, t.failures))
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}

@@ -1,0 +1,240 @@
+//! Address and CIDR arithmetic behind the network UDFs (pure functions, no Arrow).
+//!
+//! Addresses are parsed with the standard library (IPv4 dotted quad, any IPv6 text form);
+//! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are classified as the IPv4 address they carry.
+//! A CIDR is `address/prefix`; a bare address is a /32 (or /128).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Parse an address; surrounding whitespace is ignored, anything else invalid gives `None`.
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    let ip: IpAddr = s.trim().parse().ok()?;
+    Some(unmap(ip))
+}
+
+/// An IPv4-mapped IPv6 address as IPv4; other addresses unchanged.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A network: address and prefix length, host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Cidr {
+    /// The network address as bits (IPv4 in the low 32 bits).
+    bits: u128,
+    /// Prefix length.
+    prefix: u8,
+    /// IPv4 or IPv6.
+    v4: bool,
+}
+
+impl Cidr {
+    /// Parse `addr/prefix` or a bare address.
+    pub(crate) fn parse(s: &str) -> Option<Cidr> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.trim().parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let ip = parse_ip(addr)?;
+        let (bits, max, v4) = to_bits(ip);
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return None;
+        }
+        Some(Cidr { bits: bits & mask(prefix, max), prefix, v4 })
+    }
+
+    /// Whether `ip` lies in this network.
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        let (bits, max, v4) = to_bits(unmap(ip));
+        v4 == self.v4 && bits & mask(self.prefix, max) == self.bits
+    }
+
+    /// Prefix length.
+    pub(crate) fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether this is an IPv4 network.
+    pub(crate) fn is_v4(&self) -> bool {
+        self.v4
+    }
+
+    /// The network bits (host bits cleared).
+    pub(crate) fn bits(&self) -> u128 {
+        self.bits
+    }
+}
+
+/// An address as bits, its width and whether it is IPv4.
+pub(crate) fn to_bits(ip: IpAddr) -> (u128, u8, bool) {
+    match ip {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32, true),
+        IpAddr::V6(v6) => (u128::from(v6), 128, false),
+    }
+}
+
+/// The mask of a `prefix` in an address `width` bits wide.
+pub(crate) fn mask(prefix: u8, width: u8) -> u128 {
+    if prefix == 0 {
+        return 0;
+    }
+    let all: u128 = if width >= 128 { u128::MAX } else { (1u128 << width) - 1 };
+    let host_bits = width.saturating_sub(prefix);
+    if host_bits == 0 { all } else { all & !((1u128 << host_bits) - 1) }
+}
+
+fn v4_in(ip: Ipv4Addr, net: [u8; 4], prefix: u8) -> bool {
+    let m = mask(prefix, 32) as u32;
+    u32::from(ip) & m == u32::from(Ipv4Addr::from(net)) & m
+}
+
+fn v6_in(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
+    let m = mask(prefix, 128);
+    u128::from(ip) & m == u128::from(net) & m
+}
+
+/// RFC 1918, RFC 4193 (fc00::/7), loopback, link-local and CGNAT (100.64.0.0/10).
+pub(crate) fn is_private(ip: IpAddr) -> bool {
+    match unmap(ip) {
+        IpAddr::V4(v4) => {
+            v4_in(v4, [10, 0, 0, 0], 8)
+                || v4_in(v4, [172, 16, 0, 0], 12)
+                || v4_in(v4, [192, 168, 0, 0], 16)
+                || v4_in(v4, [127, 0, 0, 0], 8)
+                || v4_in(v4, [169, 254, 0, 0], 16)
+                || v4_in(v4, [100, 64, 0, 0], 10)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6_in(v6, Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7)
+                || v6_in(v6, Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10)
+        }
+    }
+}
+
+/// Reserved, special-purpose and documentation-only ranges (never routed on the internet).
+fn is_reserved(ip: IpAddr) -> bool {
+    match unmap(ip) {
+        IpAddr::V4(v4) => {
+            v4_in(v4, [0, 0, 0, 0], 8)
+                || v4_in(v4, [192, 0, 0, 0], 24)
+                || v4_in(v4, [192, 0, 2, 0], 24)
+                || v4_in(v4, [198, 18, 0, 0], 15)
+                || v4_in(v4, [198, 51, 100, 0], 24)
+                || v4_in(v4, [203, 0, 113, 0], 24)
+                || v4_in(v4, [224, 0, 0, 0], 4)
+                || v4_in(v4, [240, 0, 0, 0], 4)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || v6_in(v6, Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32)
+                || v6_in(v6, Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20)
+                || v6_in(v6, Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64)
+                || v6_in(v6, Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10)
+                // IPv4-compatible (deprecated) and other ::/96 forms.
+                || v6_in(v6, Ipv6Addr::UNSPECIFIED, 96)
+        }
+    }
+}
+
+/// A valid address that is neither private nor reserved nor documentation-only.
+pub(crate) fn is_public(ip: IpAddr) -> bool {
+    !is_private(ip) && !is_reserved(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        parse_ip(s).unwrap_or_else(|| panic!("{s}"))
+    }
+
+    #[test]
+    fn private_and_public_edges() {
+        for s in [
+            "10.0.0.1",
+            "10.255.255.255",
+            "172.16.0.0",
+            "172.31.255.255",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "::1",
+            "fd00::1",
+            "fc00::",
+            "fe80::1",
+            "::ffff:10.1.2.3",
+        ] {
+            assert!(is_private(ip(s)), "{s} is private");
+            assert!(!is_public(ip(s)), "{s} is not public");
+        }
+        for s in ["172.15.255.255", "172.32.0.0", "100.63.255.255", "100.128.0.0", "11.0.0.1"] {
+            assert!(!is_private(ip(s)), "{s} is not private");
+            assert!(is_public(ip(s)), "{s} is public");
+        }
+        for s in [
+            "0.0.0.0",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "198.19.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "2001:db8::1",
+            "3fff::1",
+            "ff02::1",
+            "::",
+        ] {
+            assert!(!is_private(ip(s)), "{s} is not private");
+            assert!(!is_public(ip(s)), "{s} is reserved or documentation, not public");
+        }
+        for s in ["8.8.8.8", "2606:4700::1111", "2a00:1450:4001::200e", "::ffff:8.8.4.4"] {
+            assert!(is_public(ip(s)), "{s} is public");
+        }
+        assert!(parse_ip("10.0.0").is_none());
+        assert!(parse_ip("not an ip").is_none());
+        assert!(parse_ip(" 10.0.0.1 ").is_some());
+    }
+
+    #[test]
+    fn cidrs_contain() {
+        let net = Cidr::parse("10.1.0.0/16").expect("cidr");
+        assert!(net.contains(ip("10.1.255.3")));
+        assert!(!net.contains(ip("10.2.0.1")));
+        assert!(net.contains(ip("::ffff:10.1.0.9")), "mapped IPv4 matches IPv4 networks");
+        assert!(!net.contains(ip("2001:db8::1")));
+        let host = Cidr::parse("10.1.2.3").expect("bare address");
+        assert_eq!(host.prefix(), 32);
+        assert!(host.contains(ip("10.1.2.3")) && !host.contains(ip("10.1.2.4")));
+        let any = Cidr::parse("0.0.0.0/0").expect("any");
+        assert!(any.contains(ip("1.2.3.4")) && !any.contains(ip("::1")));
+        let v6 = Cidr::parse("2001:db8:abcd::/48").expect("v6");
+        assert!(v6.contains(ip("2001:db8:abcd:12::1")));
+        assert!(!v6.contains(ip("2001:db8:abce::1")));
+        let all6 = Cidr::parse("::/0").expect("v6 any");
+        assert!(all6.contains(ip("2001:db8::1")));
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("10.0.0.0/x").is_none());
+        assert!(Cidr::parse("2001:db8::/129").is_none());
+        // Host bits are cleared.
+        assert_eq!(Cidr::parse("10.1.2.3/8"), Cidr::parse("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn masks() {
+        assert_eq!(mask(0, 32), 0);
+        assert_eq!(mask(32, 32), 0xffff_ffff);
+        assert_eq!(mask(8, 32), 0xff00_0000);
+        assert_eq!(mask(128, 128), u128::MAX);
+        assert_eq!(mask(1, 128), 1u128 << 127);
+    }
+}
