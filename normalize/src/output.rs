@@ -116,7 +116,7 @@ impl Counts {
 struct Current {
     source: SourceInfo,
     /// Per table (indexed by `Table as usize`): last line already committed.
-    committed_through: [u64; 4],
+    committed_through: [Option<u64>; 4],
     format: &'static str,
     provider: Provider,
     /// Outcomes produced for the record being parsed (rows, quarantines, skips); also the
@@ -157,7 +157,7 @@ impl Output {
             quarantine: QuarantineBuilder::default(),
             current: Current {
                 source: SourceInfo::lines("", ""),
-                committed_through: [0; 4],
+                committed_through: [None; 4],
                 format: "",
                 provider: Provider::Unknown,
                 outcomes: 0,
@@ -173,9 +173,20 @@ impl Output {
         }
     }
 
-    /// Start reading a source. `committed_through` holds, per table, the last line an earlier
-    /// ingest already committed for this source (0 when none).
+    /// Start reading a source whose positions are line numbers (1-based). `committed_through`
+    /// holds, per table, the last line an earlier ingest already committed for this source
+    /// (0 when none).
     pub fn begin_source(&mut self, source: SourceInfo, committed_through: [u64; 4]) {
+        self.begin_source_committed(source, committed_through.map(|c| (c > 0).then_some(c)));
+    }
+
+    /// Start reading a source whose positions may start at 0 (Kafka offsets): per table, the
+    /// last position already committed, or `None` when nothing is.
+    pub fn begin_source_committed(
+        &mut self,
+        source: SourceInfo,
+        committed_through: [Option<u64>; 4],
+    ) {
         self.key_seed = xxhash_rust::xxh3::xxh3_64(source.key.as_bytes());
         self.pos.clear();
         self.pos.push_str(&source.name);
@@ -221,7 +232,7 @@ impl Output {
     fn replayed(&mut self, table: Table, line: u64) -> bool {
         self.ordinal = self.current.outcomes;
         self.current.outcomes += 1;
-        if line <= self.current.committed_through[table as usize] {
+        if self.current.committed_through[table as usize].is_some_and(|c| line <= c) {
             self.counts.replayed += 1;
             return true;
         }
@@ -473,6 +484,22 @@ mod tests {
         assert_eq!(out.counts().rows_in(Table::Flows), 1);
         assert_eq!(out.counts().rows_in(Table::Quarantine), 3);
         assert_eq!(out.counts().replayed, 8);
+    }
+
+    #[test]
+    fn position_zero_is_replayed_only_when_committed() {
+        let mut out = Output::new(8, 0);
+        out.begin_source_committed(
+            SourceInfo::lines("kafka:g/t/0", "t/0"),
+            [None, None, None, Some(0)],
+        );
+        out.set_format("aws-vpcflow", Provider::Aws);
+        let rec = Record { line: 0, bytes: b"r" };
+        out.begin_record();
+        out.flow(&rec, &FlowRow { time: 1, ..Default::default() });
+        out.quarantine(&rec, Reason::BadField, "x");
+        assert_eq!(out.counts().rows_in(Table::Flows), 1, "offset 0 of a fresh partition is new");
+        assert_eq!(out.counts().replayed, 1, "offset 0 already in quarantine is a replay");
     }
 
     #[test]
