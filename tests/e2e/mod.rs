@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: a temporary lake, running the binary, and reading
 //! the lake back with SQL.
 
+mod corpus;
 mod detections;
 mod hunting;
 mod ingest;
@@ -104,4 +105,13 @@ pub(crate) fn fixture(rel: &str) -> PathBuf {
 /// Sum of a JSON map's integer values (e.g. the `quarantined` map of a summary).
 pub(crate) fn sum_values(v: &serde_json::Value) -> u64 {
     v.as_object().map_or(0, |m| m.values().filter_map(|x| x.as_u64()).sum())
+}
+
+/// The values of a string-like column (Utf8, Utf8View or dictionary) as owned strings.
+pub(crate) fn strings(column: &datafusion::arrow::array::ArrayRef) -> Vec<String> {
+    let text =
+        datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8)
+            .expect("cast to Utf8");
+    let text = text.as_string::<i32>();
+    (0..text.len()).map(|i| text.value(i).to_owned()).collect()
 }
