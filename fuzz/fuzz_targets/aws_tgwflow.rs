@@ -1,0 +1,4 @@
+//! Fuzz target: hostile bytes through the `aws-tgwflow` parser (see `src/lib.rs` for the invariants).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ztlake_fuzz::run("aws-tgwflow", data));
