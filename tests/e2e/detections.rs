@@ -44,8 +44,10 @@ fn text(out: &Output) -> (String, String) {
 
 /// A rule file: the shipped admin-port rule with `edit` applied.
 fn variant(edit: impl Fn(String) -> String) -> String {
-    let base = std::fs::read_to_string(shipped_rules().join("zt-net-admin-port-exposed.yaml"))
-        .expect("rule");
+    let base = std::fs::read_to_string(
+        shipped_rules().join("network").join("zt-net-admin-port-exposed.yaml"),
+    )
+    .expect("rule");
     edit(base)
 }
 
