@@ -345,6 +345,11 @@ pub struct IngestArgs {
     #[arg(long)]
     pub encoders: Option<usize>,
 
+    /// Threads parsing JSON-lines inputs in parallel (default: one per core). Other inputs are
+    /// parsed in order on one thread: their records depend on earlier ones (header lines).
+    #[arg(long)]
+    pub parse_threads: Option<usize>,
+
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -50,6 +50,9 @@ pub struct IngestRequest {
     pub writer: WriterOptions,
     /// Streaming detection: the rules to run on every batch (None: off).
     pub detect: Option<Detection>,
+    /// Threads parsing JSON records in parallel (NDJSON inputs; other inputs are parsed in
+    /// order on one thread because their records depend on earlier ones, e.g. header lines).
+    pub parse_threads: usize,
 }
 
 /// Streaming detection during an ingest.
@@ -84,6 +87,7 @@ impl IngestRequest {
             read: ReadOptions::default(),
             writer: WriterOptions::default(),
             detect: None,
+            parse_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -168,6 +172,8 @@ struct ParseState {
     lines: BTreeMap<String, u64>,
     blank_lines: u64,
     bytes: u64,
+    /// When quarantined rows are stamped (the ingest's start), UTC microseconds.
+    now: i64,
 }
 
 /// Run an ingest into `lake`.
@@ -220,6 +226,7 @@ pub async fn ingest(
         lines: BTreeMap::new(),
         blank_lines: 0,
         bytes: 0,
+        now,
     };
 
     let progress_bytes = Arc::new(AtomicU64::new(0));
@@ -376,15 +383,20 @@ fn parse_source(
         // NDJSON and single-line documents are framed by lines, under the JSON size limit.
         reader.set_max_line_len(request.read.max_line_len.max(request.read.max_json_len));
     }
-    let mut parser: Box<dyn Parser> = parser_for(&request.format, &request.parse)?;
-    let out = &mut state.output;
     let mut info = SourceInfo::lines(key.clone(), input.display.clone());
     info.delivered = delivery_time(&input);
-    out.begin_source(info, committed_through);
     // Lines every table already holds need not be parsed at all.
     let skip_through = committed_through.iter().copied().min().unwrap_or(0);
-
     let base_bytes = progress_bytes.load(Ordering::Relaxed);
+    if json && framing == Framing::Lines && request.parse_threads > 1 {
+        let ctx =
+            SourceCtx { info, committed_through, skip_through, framing, raw_bytes, base_bytes };
+        return parse_parallel(reader, ctx, key, request, state, progress_bytes, progress);
+    }
+    let mut parser: Box<dyn Parser> = parser_for(&request.format, &request.parse)?;
+    let out = &mut state.output;
+    out.begin_source(info, committed_through);
+
     let mut last_line = 0u64;
     let mut since_flush = 0usize;
     while let Some(frame) = reader.next_record() {
@@ -442,6 +454,216 @@ fn parse_source(
     let read_bytes = raw_bytes.map_or(0, |c| c.load(Ordering::Relaxed));
     state.bytes += read_bytes;
     progress_bytes.store(base_bytes + read_bytes, Ordering::Relaxed);
+    let entry = state.lines.entry(key).or_insert(0);
+    *entry = (*entry).max(last_line);
+    Ok(())
+}
+
+/// What a parallel parse needs to know about the source being read.
+struct SourceCtx {
+    info: SourceInfo,
+    committed_through: [u64; 4],
+    skip_through: u64,
+    framing: Framing,
+    raw_bytes: Option<Arc<AtomicU64>>,
+    base_bytes: u64,
+}
+
+/// Records of a source handed to a parse worker: the bytes of up to [`BLOCK_RECORDS`] framed
+/// records, copied once out of the reader's buffer.
+#[derive(Default)]
+struct Block {
+    data: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// One framed record of a [`Block`]; ranges index `Block::data`.
+enum Entry {
+    Record { line: u64, start: usize, end: usize },
+    TooLong { line: u64, len: u64, start: usize, end: usize },
+    Broken { line: u64, len: u64, start: usize, end: usize, reason: Reason, detail: String },
+}
+
+/// Records per block handed to a parse worker.
+const BLOCK_RECORDS: usize = 2048;
+
+/// Parse a JSON-lines source on `request.parse_threads` workers. Every record is independent
+/// (JSON formats keep no state across records), so blocks of records are parsed in any order:
+/// rows keep their `event_uid` and `source` (both derive from the line number), counts merge
+/// at the end, and the reader thread only frames and copies bytes.
+fn parse_parallel(
+    mut reader: RecordReader<Box<dyn std::io::Read + Send>>,
+    ctx: SourceCtx,
+    key: String,
+    request: &IngestRequest,
+    state: &mut ParseState,
+    progress_bytes: &AtomicU64,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(request.parse_threads * 2);
+    let rx = std::sync::Mutex::new(rx);
+    let sinks = std::sync::Mutex::new((&mut state.writers, state.detector.as_ref()));
+    let now = state.now;
+    let mut replayed = 0u64;
+    let mut last_line = 0u64;
+    let failed = AtomicBool::new(false);
+    let worker_counts = std::thread::scope(|scope| -> Result<Vec<Counts>> {
+        let tx = tx;
+        let mut workers = Vec::new();
+        for _ in 0..request.parse_threads {
+            let (rx, sinks, info) = (&rx, &sinks, ctx.info.clone());
+            let failed = &failed;
+            workers.push(scope.spawn(move || -> Result<Counts> {
+                let work = || -> Result<Counts> {
+                    let mut parser = parser_for(&request.format, &request.parse)?;
+                    let mut out = Output::new(BATCH_ROWS, now);
+                    out.begin_source(info, ctx.committed_through);
+                    let flush = |out: &mut Output, min_rows: usize| -> Result<()> {
+                        let batches = out.take_batches(min_rows);
+                        if batches.is_empty() {
+                            return Ok(());
+                        }
+                        let mut guard =
+                            sinks.lock().map_err(|_| anyhow::anyhow!("a parse worker failed"))?;
+                        let (writers, detector) = &mut *guard;
+                        for (table, batch) in batches {
+                            deliver(writers, *detector, table, batch)?;
+                        }
+                        Ok(())
+                    };
+                    loop {
+                        let block = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => break,
+                        };
+                        let Ok(block) = block else { break };
+                        for entry in &block.entries {
+                            out.begin_record();
+                            match entry {
+                                Entry::Record { line, start, end } => {
+                                    let bytes = block.data.get(*start..*end).unwrap_or_default();
+                                    parser.parse(&Record { line: *line, bytes }, &mut out);
+                                }
+                                Entry::TooLong { line, len, start, end } => {
+                                    let prefix = block.data.get(*start..*end).unwrap_or_default();
+                                    let detail = format!(
+                                        "record of {len} bytes exceeds the {} byte limit",
+                                        limit_for(ctx.framing, &request.read)
+                                    );
+                                    out.quarantine_raw(
+                                        *line,
+                                        prefix,
+                                        *len,
+                                        Reason::LineTooLong,
+                                        &detail,
+                                    );
+                                }
+                                Entry::Broken { line, len, start, end, reason, detail } => {
+                                    let partial = block.data.get(*start..*end).unwrap_or_default();
+                                    out.quarantine_raw(*line, partial, *len, *reason, detail);
+                                }
+                            }
+                            out.end_record();
+                        }
+                        if out.buffered_rows() >= BATCH_ROWS {
+                            flush(&mut out, BATCH_ROWS)?;
+                        }
+                    }
+                    parser.finish(&mut out);
+                    flush(&mut out, 0)?;
+                    Ok(out.take_counts())
+                };
+                let result = work();
+                if result.is_err() {
+                    // Stop the reader and drain what it already queued, so it never blocks on
+                    // a full queue nobody reads.
+                    failed.store(true, Ordering::Relaxed);
+                    while let Ok(rx) = rx.lock() {
+                        if rx.recv().is_err() {
+                            break;
+                        }
+                    }
+                }
+                result
+            }));
+        }
+        // The reader: frame, copy into blocks, hand them out (a full queue pauses reading).
+        let mut block = Block::default();
+        let mut sent = 0usize;
+        let send =
+            |block: Block| tx.send(block).map_err(|_| anyhow::anyhow!("the parse workers stopped"));
+        while let Some(frame) = reader.next_record() {
+            if failed.load(Ordering::Relaxed) {
+                break;
+            }
+            let start = block.data.len();
+            match frame {
+                Frame::Record { line, bytes } => {
+                    last_line = line;
+                    if line <= ctx.skip_through {
+                        replayed += 1;
+                        continue;
+                    }
+                    block.data.extend_from_slice(bytes);
+                    block.entries.push(Entry::Record { line, start, end: block.data.len() });
+                }
+                Frame::TooLong { line, len, prefix } => {
+                    last_line = line;
+                    block.data.extend_from_slice(prefix);
+                    block.entries.push(Entry::TooLong { line, len, start, end: block.data.len() });
+                }
+                Frame::Broken { line, partial, len, error } => {
+                    last_line = line;
+                    let reason = match error {
+                        ztlake_ingest::Error::DecompressedTooLarge { .. } => {
+                            Reason::SizeCapExceeded
+                        }
+                        _ => Reason::TruncatedInput,
+                    };
+                    block.data.extend_from_slice(partial);
+                    let end = block.data.len();
+                    block.entries.push(Entry::Broken {
+                        line,
+                        len,
+                        start,
+                        end,
+                        reason,
+                        detail: error.to_string(),
+                    });
+                }
+            }
+            if block.entries.len() >= BLOCK_RECORDS {
+                send(std::mem::take(&mut block))?;
+                sent += 1;
+                if sent.is_multiple_of(16) {
+                    if let Some(c) = &ctx.raw_bytes {
+                        progress_bytes
+                            .store(ctx.base_bytes + c.load(Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                    progress.update(
+                        progress_bytes.load(Ordering::Relaxed),
+                        (sent * BLOCK_RECORDS) as u64,
+                    );
+                }
+            }
+        }
+        if !block.entries.is_empty() {
+            send(block)?;
+        }
+        drop(tx);
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a parse worker panicked"))))
+            .collect()
+    })?;
+    for counts in &worker_counts {
+        state.output.absorb(counts);
+    }
+    state.output.absorb(&Counts { records: replayed, replayed, ..Counts::default() });
+    state.blank_lines += reader.blank_lines();
+    let read_bytes = ctx.raw_bytes.map_or(0, |c| c.load(Ordering::Relaxed));
+    state.bytes += read_bytes;
+    progress_bytes.store(ctx.base_bytes + read_bytes, Ordering::Relaxed);
     let entry = state.lines.entry(key).or_insert(0);
     *entry = (*entry).max(last_line);
     Ok(())

@@ -22,36 +22,40 @@ use crate::values::{MICROS_PER_SEC, checked_micros};
 pub type Rejection = (Reason, String);
 
 /// Check nesting depth and string sizes of a JSON record in one pass over its bytes.
+///
+/// Most of a record's bytes are inside strings, so strings are crossed with `memchr2` (to the
+/// closing quote or the next escape) rather than byte by byte; only the short spans between
+/// strings are walked one byte at a time.
 pub fn check_caps(bytes: &[u8], options: &ParseOptions) -> Result<(), Rejection> {
+    let too_large = |len: usize| {
+        (
+            Reason::FieldTooLarge,
+            format!("a string of {len} bytes exceeds the {} byte field cap", options.max_field_len),
+        )
+    };
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut string_start = 0usize;
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-                if i - string_start > options.max_field_len {
-                    return Err((
-                        Reason::FieldTooLarge,
-                        format!(
-                            "a string of {} bytes exceeds the {} byte field cap",
-                            i - string_start,
-                            options.max_field_len
-                        ),
-                    ));
-                }
-            }
-            continue;
-        }
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
         match b {
             b'"' => {
-                in_string = true;
-                string_start = i + 1;
+                let start = i + 1;
+                let mut j = start;
+                let end = loop {
+                    match bytes.get(j..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) {
+                        None => break None,
+                        Some(k) if bytes.get(j + k) == Some(&b'\\') => j += k + 2,
+                        Some(k) => break Some(j + k),
+                    }
+                };
+                let Some(end) = end else {
+                    // Unterminated: the decoder reports the syntax error; only the size matters.
+                    let len = bytes.len().saturating_sub(start);
+                    return if len > options.max_field_len { Err(too_large(len)) } else { Ok(()) };
+                };
+                if end - start > options.max_field_len {
+                    return Err(too_large(end - start));
+                }
+                i = end + 1;
             }
             b'{' | b'[' => {
                 depth += 1;
@@ -61,16 +65,14 @@ pub fn check_caps(bytes: &[u8], options: &ParseOptions) -> Result<(), Rejection>
                         format!("nesting deeper than {} levels", options.max_json_depth),
                     ));
                 }
+                i += 1;
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
         }
-    }
-    if in_string && bytes.len() - string_start > options.max_field_len {
-        return Err((
-            Reason::FieldTooLarge,
-            format!("an unterminated string exceeds the {} byte field cap", options.max_field_len),
-        ));
     }
     Ok(())
 }
@@ -357,8 +359,23 @@ mod tests {
             check_caps(br#"{"a":"123456789"}"#, &opts).map_err(|e| e.0),
             Err(Reason::FieldTooLarge)
         );
-        // Braces inside strings do not count as nesting.
+        // Braces inside strings do not count as nesting, escaped quotes do not end a string.
         assert!(check_caps(br#"{"a":"[[[[[[[["}"#, &ParseOptions::default()).is_ok());
+        assert!(check_caps(br#"{"a":"\"[[[[[[[[\\"}"#, &ParseOptions::default()).is_ok());
+        assert_eq!(
+            check_caps(br#"{"a":"\"123456789"}"#, &opts).map_err(|e| e.0),
+            Err(Reason::FieldTooLarge)
+        );
+        assert_eq!(
+            check_caps(br#"{"a":"12345678"#, &opts).map_err(|e| e.0),
+            Ok(()),
+            "unterminated but small"
+        );
+        assert_eq!(
+            check_caps(br#"{"a":"123456789"#, &opts).map_err(|e| e.0),
+            Err(Reason::FieldTooLarge)
+        );
+        assert_eq!(check_caps(b"{\"a\":\"\\", &opts).map_err(|e| e.0), Ok(()), "dangling escape");
     }
 
     #[test]

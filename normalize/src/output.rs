@@ -403,6 +403,16 @@ impl Output {
         out
     }
 
+    /// Add counts gathered elsewhere (e.g. by a parallel worker's own `Output`) to these.
+    pub fn absorb(&mut self, other: &Counts) {
+        for table in Table::DATA {
+            self.rows[table as usize] += other.rows_in(table);
+        }
+        let mut rest = other.clone();
+        rest.rows.clear();
+        self.counts.merge(&rest);
+    }
+
     /// Records read so far (cheap; for progress reports).
     pub fn records(&self) -> u64 {
         self.counts.records

@@ -62,6 +62,10 @@ pub fn request_from(args: &IngestArgs) -> Result<IngestRequest> {
             ..ReadOptions::default()
         },
         writer,
+        parse_threads: args
+            .parse_threads
+            .unwrap_or_else(|| IngestRequest::new(Vec::new()).parse_threads)
+            .max(1),
         detect: None,
     })
 }
