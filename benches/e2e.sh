@@ -4,9 +4,21 @@
 # zstd Parquet with 2 threads (when the duckdb Python package is installed). Prints rows/s of
 # both and the ratio, plus ztlake's peak resident memory.
 #
+# With --pack: the cost of streaming detection instead. The same file is ingested twice into
+# fresh lakes, without and with `--detect` (the shipped streaming rule pack from
+# detections/rules, detections/reference and runbooks), and the script prints both rates and the
+# share of ingest throughput the pack costs; it exits 1 when that exceeds the 30% budget
+# (PACK_BUDGET_PCT overrides it).
+#
 #   benches/e2e.sh [MILLION_LINES=5] [WORKDIR=target/bench-e2e]
+#   benches/e2e.sh --pack [MILLION_LINES=5] [WORKDIR=target/bench-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PACK=0
+if [ "${1:-}" = "--pack" ]; then
+  PACK=1
+  shift
+fi
 MILLIONS="${1:-5}"
 WORK="${2:-target/bench-e2e}"
 LINES=$((MILLIONS * 1000000))
@@ -22,6 +34,39 @@ if [ ! -s "$INPUT" ]; then
 fi
 SIZE=$(stat -c %s "$INPUT")
 cat "$INPUT" > /dev/null   # warm the page cache for both tools alike
+
+if [ "$PACK" = 1 ]; then
+  BUDGET="${PACK_BUDGET_PCT:-30}"
+  # ingest NAME [EXTRA ARGS…]: a fresh lake $WORK/lake-NAME; sets SECS and RATE.
+  ingest() {
+    local name="$1"
+    shift
+    rm -rf "$WORK/lake-$name"
+    local start end
+    start=$(date +%s.%N)
+    /usr/bin/time -f "%M" -o "$WORK/ztlake-$name.rss" "$BIN" --lake "$WORK/lake-$name" ingest \
+      --format aws-vpcflow "$@" "$INPUT" > "$WORK/ztlake-$name.out"
+    end=$(date +%s.%N)
+    SECS=$(echo "$end - $start" | bc -l)
+    RATE=$(echo "$LINES / $SECS" | bc -l)
+    printf "%s: %.2f s, %.2f M rows/s, peak RSS %d MB\n" "$name" "$SECS" \
+      "$(echo "$RATE / 1000000" | bc -l)" "$(( $(cat "$WORK/ztlake-$name.rss") / 1024 ))"
+  }
+  echo "== ztlake ingest, streaming pack off vs on ($LINES lines, $((SIZE / 1000000)) MB)"
+  ingest pack-off
+  OFF_RATE=$RATE
+  ingest pack-on --detect
+  ON_RATE=$RATE
+  grep -iE 'detect|rule|alert|window' "$WORK/ztlake-pack-on.out" || true
+  COST=$(echo "(1 - $ON_RATE / $OFF_RATE) * 100" | bc -l)
+  printf "pack cost: %.1f%% of ingest throughput (budget %s%%)\n" "$COST" "$BUDGET"
+  if [ "$(echo "$COST > $BUDGET" | bc -l)" = 1 ]; then
+    echo "OVER BUDGET"
+    exit 1
+  fi
+  echo "within budget"
+  exit 0
+fi
 
 rm -rf "$WORK/lake"
 echo "== ztlake ingest ($LINES lines, $((SIZE / 1000000)) MB)"

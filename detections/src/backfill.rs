@@ -8,6 +8,11 @@
 //! chunk is in, so every window is evaluated once, complete. The range is widened to whole
 //! windows of every rule. Scheduled rules run at every multiple of their interval from the first
 //! after `from` to the first at or after `to`, each over `[run − lookback, run)`.
+//!
+//! Stretches without rows cost one query, not one per chunk or run: after an empty chunk (or an
+//! empty scheduled run) the next row the rules can see is looked up and the loop jumps to its
+//! chunk (run). Nothing is evaluated differently — an empty chunk only advances the clock, an
+//! empty run raises nothing — so a lake holding two days a year apart is as fast as two days.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +20,7 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use datafusion::common::{Column, ScalarValue};
+use datafusion::functions_aggregate::expr_fn::min;
 use datafusion::logical_expr::utils::disjunction;
 use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::prelude::SessionContext;
@@ -62,8 +68,10 @@ pub struct BackfillReport {
     pub rules: usize,
     /// Rows read from the source.
     pub rows_read: u64,
-    /// Scheduled runs evaluated.
+    /// Scheduled runs evaluated (runs over stretches without rows are skipped).
     pub scheduled_runs: u64,
+    /// Chunks of the range read for the streaming rules (stretches without rows are skipped).
+    pub chunks: u64,
     /// Engine counters.
     pub stats: EngineStats,
     /// The alerts raised.
@@ -160,6 +168,49 @@ async fn read(
     Ok(rows)
 }
 
+/// The earliest `time` in `[from, to)` of any of `reads` (table and the rules' filter), or None.
+async fn next_time(
+    source: &SessionContext,
+    reads: &[(Table, Option<Expr>)],
+    from: i64,
+    to: i64,
+) -> Result<Option<i64>> {
+    let mut next: Option<i64> = None;
+    for (table, predicate) in reads {
+        if !source.table_exist(table.name()).unwrap_or(false) {
+            continue;
+        }
+        let df =
+            source.table(table.name()).await.map_err(|e| Error::df(table.name(), "reading", e))?;
+        let time = Expr::Column(Column::new(Some(table.name()), "time"));
+        let mut filter = time.clone().gt_eq(ts(from)).and(time.clone().lt(ts(to)));
+        if df.schema().has_column_with_unqualified_name("date") {
+            let date = Expr::Column(Column::new(Some(table.name()), "date"));
+            filter = filter.and(date.gt_eq(lit(ScalarValue::Date32(Some(day_of(from))))));
+        }
+        if let Some(p) = predicate {
+            filter = filter.and(p.clone());
+        }
+        let batches = df
+            .filter(filter)
+            .and_then(|df| df.aggregate(vec![], vec![min(time).alias("next")]))
+            .map_err(|e| Error::df(table.name(), "planning a read", e))?
+            .collect()
+            .await
+            .map_err(|e| Error::df(table.name(), "looking for the next row", e))?;
+        let ty = Table::Flows.schema().field(0).data_type().clone();
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let v = arrow::compute::cast(b.column(0), &ty)
+                .map_err(|e| Error::arrow(table.name(), "next row", e))?;
+            let v = v.as_primitive::<TimestampMicrosecondType>();
+            if v.is_valid(0) {
+                next = Some(next.map_or(v.value(0), |n| n.min(v.value(0))));
+            }
+        }
+    }
+    Ok(next)
+}
+
 /// What `retains` read of each table: the union of columns, the disjunction of filters.
 fn reads(retains: &[(Arc<Rule>, Retain)]) -> Vec<(Table, Vec<String>, Option<Expr>)> {
     let mut out: Vec<(Table, Vec<String>, Option<Vec<Expr>>)> = Vec::new();
@@ -220,23 +271,37 @@ pub async fn backfill(
         let (lo, hi) = engine.read_range(from, to);
         let step = micros(options.chunk);
         let plan = reads(&streaming);
+        let lookups: Vec<(Table, Option<Expr>)> =
+            plan.iter().map(|(t, _, p)| (*t, p.clone())).collect();
         let mut a = align_down(lo, step);
         while a < hi {
             let b = a.saturating_add(step).min(hi);
+            let mut rows = 0u64;
             for (table, columns, predicate) in &plan {
                 if !source.table_exist(table.name()).unwrap_or(false) {
                     continue;
                 }
                 let mut batches = Vec::new();
-                report.rows_read +=
+                rows +=
                     read(source, *table, columns, predicate.clone(), a.max(lo), b, &mut batches)
                         .await?;
                 for batch in batches {
                     engine.push(*table, &batch).await?;
                 }
             }
+            report.rows_read += rows;
+            report.chunks += 1;
             engine.advance_to(b).await?;
             a = b;
+            if rows == 0 && a < hi {
+                // Jump over the stretch without rows (the clock closes the windows in it).
+                let Some(next) = next_time(source, &lookups, a, hi).await? else { break };
+                let next = align_down(next, step).max(a);
+                if next > a {
+                    engine.advance_to(next).await?;
+                    a = next;
+                }
+            }
         }
         engine.flush().await?;
     }
@@ -246,14 +311,17 @@ pub async fn backfill(
         // Every run whose data window can see rows of the range, the last one covering its end.
         let mut run = align_down(from, step).saturating_add(step);
         let last = align_down(to.saturating_sub(1), step).saturating_add(step);
+        let lookups: Vec<(Table, Option<Expr>)> =
+            rule.retains.iter().map(|r| (r.table, r.predicate())).collect();
         while run <= last {
             let mut rows = Vec::new();
+            let mut read_rows = 0u64;
             for retain in &rule.retains {
                 if !source.table_exist(retain.table.name()).unwrap_or(false) {
                     continue;
                 }
                 let mut batches = Vec::new();
-                report.rows_read += read(
+                read_rows += read(
                     source,
                     retain.table,
                     &retain.columns,
@@ -264,6 +332,13 @@ pub async fn backfill(
                 )
                 .await?;
                 rows.push((retain.table, batches));
+            }
+            report.rows_read += read_rows;
+            if read_rows == 0 {
+                // An empty run raises nothing: go to the first run that sees the next row.
+                let Some(next) = next_time(source, &lookups, run, to).await? else { break };
+                run = run.saturating_add(step).max(align_down(next, step).saturating_add(step));
+                continue;
             }
             engine.run_scheduled(rule.id(), run, &rows).await?;
             report.scheduled_runs += 1;

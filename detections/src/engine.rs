@@ -504,6 +504,16 @@ impl Engine {
         self.run_due(false).await
     }
 
+    /// Evaluate the open windows whose provisional evaluation is due (`eval_every` passed)
+    /// without new rows, so a stream that went quiet still shows its alerts (the service calls
+    /// it on a timer).
+    ///
+    /// # Errors
+    /// An evaluation failed (the message names the rule).
+    pub async fn evaluate_due(&mut self) -> Result<()> {
+        self.run_due(false).await
+    }
+
     /// End of input: evaluate and close every window.
     pub async fn flush(&mut self) -> Result<()> {
         for r in &mut self.rules {

@@ -150,11 +150,73 @@ fn alerts_json(s: &Scratch, args: &[&str]) -> Vec<Value> {
     v.as_array().expect("array").clone()
 }
 
-/// Alerts without the time they were computed, by id.
-fn comparable(alerts: &[Value], skip_rule: &str) -> Vec<Value> {
+/// The ids of the shipped pack's rules, split into (streaming, scheduled) by their `mode:`.
+fn shipped_rule_modes() -> (Vec<String>, Vec<String>) {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("rules dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "yaml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&shipped_rules(), &mut files);
+    let (mut streaming, mut scheduled) = (Vec::new(), Vec::new());
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("rule");
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+            .unwrap_or_else(|| panic!("{} has no id", f.display()))
+            .trim()
+            .to_owned();
+        if text.lines().any(|l| l.trim_end() == "mode: scheduled") {
+            scheduled.push(id);
+        } else {
+            streaming.push(id);
+        }
+    }
+    (streaming, scheduled)
+}
+
+#[test]
+fn the_readme_lists_every_rule_of_the_pack_with_its_severity_and_runbook() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let (streaming, scheduled) = shipped_rule_modes();
+    assert!(streaming.len() + scheduled.len() >= 25);
+    let mut files = Vec::new();
+    for dir in ["network", "identity", "certificates"] {
+        for e in std::fs::read_dir(shipped_rules().join(dir)).expect("rules dir").flatten() {
+            files.push(e.path());
+        }
+    }
+    assert_eq!(files.len(), streaming.len() + scheduled.len(), "rules outside the three folders");
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("rule");
+        let key = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split('#').next().unwrap_or_default().trim().to_owned())
+                .unwrap_or_else(|| panic!("{}: no {k}", f.display()))
+        };
+        let (id, severity, runbook) = (key("id: "), key("severity: "), key("runbook: "));
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{id}` |")))
+            .unwrap_or_else(|| panic!("README's rule-pack table has no row for {id}"));
+        assert!(row.starts_with(&format!("| `{id}` | {severity} |")), "{row}");
+        assert!(row.ends_with(&format!("| `{runbook}` |")), "{row}");
+    }
+}
+
+/// Alerts without the time they were computed, by id, leaving out the rules in `skip`.
+fn comparable(alerts: &[Value], skip: &[String]) -> Vec<Value> {
     let mut v: Vec<Value> = alerts
         .iter()
-        .filter(|a| a["rule_id"] != skip_rule)
+        .filter(|a| !skip.iter().any(|r| a["rule_id"] == r.as_str()))
         .map(|a| {
             let mut a = a.clone();
             a.as_object_mut().expect("object").remove("updated");
@@ -174,7 +236,10 @@ fn streaming_and_backfill_raise_the_same_alerts_and_reruns_write_nothing() {
     let out = run(&streamed, &["ingest", "--detect", input], &shipped_rules());
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("detection: 3 streaming rule(s)"), "{stdout}");
+    let (streaming, scheduled) = shipped_rule_modes();
+    assert!(streaming.len() + scheduled.len() >= 25, "the pack has at least 25 rules");
+    let expected = format!("detection: {} streaming rule(s)", streaming.len());
+    assert!(stdout.contains(&expected), "{stdout}");
     let live = alerts_json(&streamed, &[]);
     assert!(live.len() > 50, "generated data raises alerts: {}", live.len());
 
@@ -185,8 +250,10 @@ fn streaming_and_backfill_raise_the_same_alerts_and_reruns_write_nothing() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let back = alerts_json(&backfilled, &[]);
-    // The scheduled rule runs only in backfill.
-    assert_eq!(comparable(&live, "zt-net-deny-storm"), comparable(&back, "zt-net-deny-storm"));
+    // Scheduled rules run only in backfill; every streaming rule raises the same alerts in both.
+    let live_streaming = comparable(&live, &scheduled);
+    assert!(!live_streaming.is_empty());
+    assert_eq!(live_streaming, comparable(&back, &scheduled));
 
     // Re-running over the same range writes nothing new.
     let out = run(&backfilled, &["detect", "--json"], &shipped_rules());
@@ -259,7 +326,14 @@ fn alerts_filter_and_runbooks_render_with_an_alert() {
     let runbooks = root().join("runbooks");
     let runbooks = runbooks.to_str().expect("utf8");
     let list = s.ok(&["runbooks", "--runbooks", runbooks]);
-    assert!(list.contains("exposed-admin-port") && list.contains("3 runbook(s)"), "{list}");
+    let catalog = std::fs::read_dir(root().join("runbooks"))
+        .expect("runbooks dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md"))
+        .count();
+    assert!(catalog >= 15, "the catalog has a runbook per rule family: {catalog}");
+    let listed = format!("{catalog} runbook(s)");
+    assert!(list.contains("exposed-admin-port") && list.contains(&listed), "{list}");
     let admin = all
         .iter()
         .find(|a| a["rule_id"] == "zt-net-admin-port-exposed")
