@@ -54,6 +54,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "ZTLAKE_LAKE", default_value = "./lake")]
     pub lake: String,
 
+    /// The configuration file (TOML): on-call routing and delivery (`[oncall]`), read by
+    /// `detect`, `ingest --detect`, `serve`, `alerts` and the service. Without it, email goes to
+    /// the outbox directory as .eml files and nothing is sent anywhere.
+    #[arg(long, global = true, env = "ZTLAKE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// More log output (repeat for more); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -81,17 +87,51 @@ pub enum Command {
     Retain(RetainArgs),
     /// Write synthetic provider logs (deterministic per seed) for benchmarks and demos.
     Generate(GenerateArgs),
-    /// Run ztlake end to end on generated and bundled sample data, in one directory: ingest into
-    /// a local lake, then hunt. Needs no external service.
+    /// Run ztlake end to end in one directory, with no external service: a multi-cloud dataset
+    /// with incidents, ingest with streaming rules, scheduled rules, on-call email to the
+    /// outbox, the alerts, example hunts and the posture report.
     Demo(DemoArgs),
     /// Check the detection rules (`rules validate`) or run their inline tests (`rules test`).
     Rules(RulesArgs),
     /// Run every rule over the lake for a time range (backfill) and store the alerts.
     Detect(DetectArgs),
-    /// List the alerts in the lake.
+    /// List the alerts in the lake; acknowledge or resolve one (`alerts ack ID`).
     Alerts(AlertsArgs),
+    /// Serve the signed acknowledge/resolve links of on-call messages, and deliver due
+    /// retries and escalations, until SIGINT/SIGTERM.
+    Serve(ServeArgs),
     /// List the runbooks, or show one filled in with an alert's values.
     Runbooks(RunbooksArgs),
+    /// Zero Trust posture KPIs per day, provider and account, against the previous period: a
+    /// terminal table, JSON, or a self-contained HTML report with a chart per KPI.
+    Posture(PostureArgs),
+    /// Run the service: Kafka and object-store sources into the lake, streaming and scheduled
+    /// detections, the SIEM feed, maintenance and /healthz + /metrics, until SIGINT/SIGTERM
+    /// (then flush, acknowledge and exit 0). Needs --config FILE (see `[lake]`, `[[kafka]]`, …
+    /// in the README).
+    Run,
+    /// Check a service configuration file.
+    Config(ConfigArgs),
+}
+
+/// `ztlake config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// `ztlake config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration: every section, every source, the detection pack it names;
+    /// reports every problem and exits non-zero when there is one.
+    Check {
+        /// The file (default: --config / ZTLAKE_CONFIG).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 /// Where the detection pack lives (rules, runbooks, reference tables).
@@ -207,7 +247,12 @@ pub enum AlertStatus {
 
 /// `ztlake alerts`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct AlertsArgs {
+    /// Acknowledge or resolve an alert (without: list the alerts).
+    #[command(subcommand)]
+    pub action: Option<AlertsAction>,
+
     /// At least this severity (info, low, medium, high, critical).
     #[arg(long)]
     pub severity: Option<String>,
@@ -227,6 +272,108 @@ pub struct AlertsArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: AlertsFormat,
+}
+
+/// `ztlake alerts ack|resolve`.
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Acknowledge an alert: recorded as an `acknowledged` alert event; stops escalation.
+    Ack(AlertStepArgs),
+    /// Resolve an alert: recorded as a `resolved` alert event, with an optional note.
+    Resolve(AlertStepArgs),
+}
+
+/// Arguments of `ztlake alerts ack|resolve`.
+#[derive(Debug, clap::Args)]
+pub struct AlertStepArgs {
+    /// The alert id (`ztlake alerts` lists them).
+    pub id: String,
+
+    /// Who is acting (default: $USER).
+    #[arg(long, value_name = "NAME")]
+    pub by: Option<String>,
+
+    /// A note recorded with the step.
+    #[arg(long)]
+    pub note: Option<String>,
+
+    /// Directory of runbooks (*.md), for messages delivered meanwhile.
+    #[arg(long, env = "ZTLAKE_RUNBOOKS", default_value = "runbooks", value_name = "DIR")]
+    pub runbooks: PathBuf,
+}
+
+/// `ztlake serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: `oncall.links.listen`, 127.0.0.1:8425). Port 0 picks a
+    /// free port; the address is printed on the first line of output.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Only serve the links; leave retries and escalations to another process (`ztlake run`).
+    #[arg(long)]
+    pub links_only: bool,
+
+    /// Directory of runbooks (*.md), rendered into retried and escalated messages.
+    #[arg(long, env = "ZTLAKE_RUNBOOKS", default_value = "runbooks", value_name = "DIR")]
+    pub runbooks: PathBuf,
+}
+
+/// Output formats of `ztlake posture`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PostureFormat {
+    /// Aligned text tables: every KPI, per provider and scope, top offenders.
+    Table,
+    /// The whole report as one JSON object.
+    Json,
+}
+
+/// `ztlake posture`.
+#[derive(Debug, clap::Args)]
+pub struct PostureArgs {
+    /// Start of the period: RFC 3339 time, a date (YYYY-MM-DD) or a duration ago (`30d`);
+    /// rounded down to a UTC day. Default: 30 days before --to.
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+
+    /// End of the period (exclusive), same forms; rounded up to a UTC day. Default: the end of
+    /// the day of the latest event in the lake.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<i64>,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: PostureFormat,
+
+    /// Also write the report as a self-contained HTML page (charts, offenders, definitions).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Offenders listed per KPI.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+
+    /// Directory of reference tables (identities for privileged users, egress gateways,
+    /// assets).
+    #[arg(
+        long = "reference",
+        env = "ZTLAKE_REFERENCE",
+        default_value = "detections/reference",
+        value_name = "DIR"
+    )]
+    pub reference: PathBuf,
+
+    /// Memory limit per query.
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    pub memory_limit: u64,
+
+    /// Time limit per query.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Print the KPI definitions as a Markdown table (the README's) and exit.
+    #[arg(long)]
+    pub definitions: bool,
 }
 
 /// `ztlake runbooks`.
@@ -263,17 +410,22 @@ pub enum RunbooksCommand {
 /// `ztlake demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Directory for everything the demo writes (inputs, lake).
+    /// Directory for everything the demo writes (inputs, lake, outbox, posture report). An
+    /// earlier demo's inputs and lake in it are replaced.
     #[arg(long, default_value = "./ztlake-demo")]
     pub dir: PathBuf,
 
-    /// Generated flow log lines.
-    #[arg(long, default_value_t = 200_000)]
+    /// Background flow records per cloud and day (AWS, Azure, GCP; four days).
+    #[arg(long, default_value_t = 600)]
     pub flows: u64,
 
-    /// Seed of the generated data.
+    /// Seed of the generated data: the same seed writes the same inputs.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+
+    /// The detection pack the demo runs.
+    #[command(flatten)]
+    pub pack: PackArgs,
 }
 
 /// What `ztlake generate` writes.
@@ -345,8 +497,9 @@ pub struct IngestArgs {
     #[arg(long)]
     pub encoders: Option<usize>,
 
-    /// Threads parsing JSON-lines inputs in parallel (default: one per core). Other inputs are
-    /// parsed in order on one thread: their records depend on earlier ones (header lines).
+    /// Threads parsing JSON-lines inputs in parallel (default: one per core). Other inputs, and
+    /// all inputs with `--detect`, are parsed in order on one thread: their records depend on
+    /// earlier ones (header lines), and detection windows want rows in input order.
     #[arg(long)]
     pub parse_threads: Option<usize>,
 

@@ -5,7 +5,9 @@
 //! `ztlake-storage` (the Delta lake), `ztlake-detections` (rules, alerts), `ztlake-runbooks`.
 //! [`pipeline`] wires ingest → normalize → storage (→ streaming detection); [`hunt`] is
 //! read-only SQL over the lake; [`pack`] loads rules, runbooks and reference tables;
-//! [`detect`] backfills rules over the lake; [`alerts`] stores and lists alerts.
+//! [`detect`] backfills rules over the lake; [`alerts`] stores and lists alerts; [`service`] is
+//! the long-running `ztlake run`; [`posture`] computes the Zero Trust KPIs and their report;
+//! [`oncall`] wires on-call delivery (routing, email, webhooks, escalation) to the lake.
 
 #![recursion_limit = "256"]
 
@@ -15,5 +17,8 @@ pub mod commands;
 pub mod detect;
 pub mod generate;
 pub mod hunt;
+pub mod oncall;
 pub mod pack;
 pub mod pipeline;
+pub mod posture;
+pub mod service;

@@ -50,8 +50,9 @@ pub struct IngestRequest {
     pub writer: WriterOptions,
     /// Streaming detection: the rules to run on every batch (None: off).
     pub detect: Option<Detection>,
-    /// Threads parsing JSON records in parallel (NDJSON inputs; other inputs are parsed in
-    /// order on one thread because their records depend on earlier ones, e.g. header lines).
+    /// Threads parsing JSON records in parallel (NDJSON inputs; other inputs, and every input
+    /// when streaming detection is on, are parsed in order on one thread: their records depend
+    /// on earlier ones, e.g. header lines, and detection windows want rows in input order).
     pub parse_threads: usize,
 }
 
@@ -388,7 +389,10 @@ fn parse_source(
     // Lines every table already holds need not be parsed at all.
     let skip_through = committed_through.iter().copied().min().unwrap_or(0);
     let base_bytes = progress_bytes.load(Ordering::Relaxed);
-    if json && framing == Framing::Lines && request.parse_threads > 1 {
+    // Streaming detection sees rows in input order (its windows evict by event time, and rows
+    // from parallel workers would arrive out of order by up to a batch), so it parses on one
+    // thread.
+    if json && framing == Framing::Lines && request.parse_threads > 1 && request.detect.is_none() {
         let ctx =
             SourceCtx { info, committed_through, skip_through, framing, raw_bytes, base_bytes };
         return parse_parallel(reader, ctx, key, request, state, progress_bytes, progress);

@@ -94,9 +94,16 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::runbook::tests::GOOD;
+
+    /// A catalog with the test runbook `exposed-admin-port` (owner `netsec`, escalation
+    /// critical 15m, high 1h).
+    pub(crate) fn catalog() -> Catalog {
+        Catalog::from_sources(&[(PathBuf::from("exposed-admin-port.md"), GOOD.to_owned())])
+            .expect("catalog")
+    }
 
     #[test]
     fn a_directory_loads_and_duplicates_are_errors() {

@@ -9,8 +9,12 @@
 //! Prints one line `bootstrap=<host:port,...>` on stdout once the topics exist, then runs until
 //! its standard input closes (so it dies with the test that started it, even when that test
 //! fails) or, with `--until-killed`, until it is killed. Not for production use.
+//!
+//! Commands on standard input, one per line, each answered by a line `ok <command>` (or
+//! `error <command>: <why>`) on stdout: `down N` takes broker N (1-based) down, `up N` brings it
+//! back (a broker outage for tests).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result, bail};
 use ztlake_ingest::kafka::MockBroker;
@@ -60,10 +64,34 @@ fn main() -> Result<()> {
             std::thread::park();
         }
     }
-    // Runs until stdin reaches its end or fails.
-    let mut sink = [0u8; 256];
-    let mut stdin = std::io::stdin().lock();
-    while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+    // Runs until stdin reaches its end or fails, obeying the commands it carries.
+    let stdin = std::io::stdin().lock();
+    for line in stdin.lines() {
+        let Ok(line) = line else { break };
+        let command = line.trim();
+        if command.is_empty() {
+            continue;
+        }
+        let result = match command.split_once(' ') {
+            Some(("down", n)) => n
+                .trim()
+                .parse()
+                .map_err(|e| format!("{e}"))
+                .and_then(|id| broker.broker_down(id).map_err(|e| e.to_string())),
+            Some(("up", n)) => n
+                .trim()
+                .parse()
+                .map_err(|e| format!("{e}"))
+                .and_then(|id| broker.broker_up(id).map_err(|e| e.to_string())),
+            _ => Err("unknown command (down N | up N)".to_owned()),
+        };
+        let mut out = std::io::stdout().lock();
+        match result {
+            Ok(()) => writeln!(out, "ok {command}")?,
+            Err(e) => writeln!(out, "error {command}: {e}")?,
+        }
+        out.flush()?;
+    }
     drop(broker);
     Ok(())
 }

@@ -1,17 +1,30 @@
-//! `ztlake alerts`: the alerts in the lake, filtered, as a table or JSON.
+//! `ztlake alerts`: the alerts in the lake, filtered, as a table or JSON; `ztlake alerts ack
+//! ID` and `ztlake alerts resolve ID [--note]` record the lifecycle steps (`alert_events`)
+//! through the on-call dispatcher, so escalation stops at once.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use ztlake_detections::alert::rfc3339;
 use ztlake_detections::{Severity, cap};
+use ztlake_runbooks::LinkAction;
 use ztlake_storage::Lake;
 
-use crate::alerts::{AlertFilter, Listed, list_alerts};
-use crate::cli::{AlertStatus, AlertsArgs, AlertsFormat};
+use crate::alerts::{AlertFilter, Listed, list_alerts, stored_alerts};
+use crate::cli::{AlertStatus, AlertStepArgs, AlertsAction, AlertsArgs, AlertsFormat};
 
-/// List the alerts.
-pub async fn run(lake: &Lake, args: AlertsArgs) -> Result<ExitCode> {
+/// List the alerts, or acknowledge or resolve one.
+pub async fn run(lake: &Lake, args: AlertsArgs, config: Option<&Path>) -> Result<ExitCode> {
+    match args.action {
+        Some(AlertsAction::Ack(step)) => {
+            return act(lake, LinkAction::Acknowledge, step, config).await;
+        }
+        Some(AlertsAction::Resolve(step)) => {
+            return act(lake, LinkAction::Resolve, step, config).await;
+        }
+        None => {}
+    }
     let min_severity = match &args.severity {
         Some(s) => match Severity::from_name(&s.to_ascii_lowercase()) {
             Some(s) => Some(s),
@@ -33,6 +46,43 @@ pub async fn run(lake: &Lake, args: AlertsArgs) -> Result<ExitCode> {
         AlertsFormat::Json => println!("{}", serde_json::to_string_pretty(&json(&alerts))?),
         AlertsFormat::Table => print!("{}", table(&alerts)),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who acts: `--by`, else `$USER`, else `cli`. Control characters are dropped.
+fn actor(by: Option<&str>) -> String {
+    let raw = by.map(str::to_owned).or_else(|| std::env::var("USER").ok()).unwrap_or_default();
+    let clean: String = raw.trim().chars().filter(|c| !c.is_control()).take(200).collect();
+    if clean.is_empty() { "cli".to_owned() } else { clean }
+}
+
+/// Record an acknowledgement or resolution of a stored alert.
+async fn act(
+    lake: &Lake,
+    action: LinkAction,
+    args: AlertStepArgs,
+    config: Option<&Path>,
+) -> Result<ExitCode> {
+    let id = args.id.trim();
+    if !stored_alerts(lake, &[id.to_owned()]).await?.contains_key(id) {
+        bail!("no alert {id:?} in the lake (`ztlake alerts` lists them)");
+    }
+    let who = actor(args.by.as_deref());
+    let note = args.note.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+    let d = crate::oncall::dispatcher(lake, config, crate::oncall::catalog(&args.runbooks))?;
+    let (step, recorded) = d.record_action(id, action, &who, note).await?;
+    let verb = match action {
+        LinkAction::Acknowledge => "acknowledged",
+        LinkAction::Resolve => "resolved",
+    };
+    if !recorded {
+        eprintln!(
+            "alert {id} {verb} by {who}, but the lake could not record it now; the step is kept in the outbox {} and recorded by the next run",
+            d.outbox_dir().display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("alert {id} {verb} by {who} at {}", rfc3339(step.time));
     Ok(ExitCode::SUCCESS)
 }
 

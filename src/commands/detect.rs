@@ -1,4 +1,5 @@
-//! `ztlake detect`: every rule over the lake for a time range; alerts written to the lake.
+//! `ztlake detect`: every rule over the lake for a time range; alerts written to the lake, then
+//! handed to on-call delivery ([`crate::oncall`]: the outbox by default, nothing sent).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -13,8 +14,13 @@ use crate::commands::rules::paths;
 use crate::detect::{DetectSummary, detect};
 use crate::pack;
 
-/// Run the backfill and print its summary.
-pub async fn run(lake: &Lake, args: DetectArgs) -> Result<ExitCode> {
+/// Run the backfill, deliver new and changed alerts to on-call, and print the summary.
+pub async fn run(
+    lake: &Lake,
+    args: DetectArgs,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let started = chrono::Utc::now().timestamp_micros();
     let loaded = match pack::load(&paths(&args.pack)).await {
         Ok(p) => p,
         Err(problems) => {
@@ -39,10 +45,13 @@ pub async fn run(lake: &Lake, args: DetectArgs) -> Result<ExitCode> {
     }
     let options = BackfillOptions { from: args.from, to: args.to, ..BackfillOptions::default() };
     let summary = detect(lake, &rules, &options).await?;
+    let delivery = crate::oncall::deliver_since(lake, config, &args.pack.runbooks, started).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
+        eprint!("{}", crate::oncall::render(&delivery));
     } else {
         print!("{}", render(&summary));
+        print!("{}", crate::oncall::render(&delivery));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,8 +13,14 @@ use ztlake_storage::{Lake, WriterOptions};
 use crate::cli::IngestArgs;
 use crate::pipeline::{self, IngestRequest, IngestSummary, Progress};
 
-/// Run the ingest and print the summary.
-pub async fn run(lake: &Lake, args: IngestArgs) -> Result<ExitCode> {
+/// Run the ingest (with `--detect`: deliver new and changed alerts to on-call) and print the
+/// summary.
+pub async fn run(
+    lake: &Lake,
+    args: IngestArgs,
+    config: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let started = chrono::Utc::now().timestamp_micros();
     let mut request = request_from(&args)?;
     if args.detect {
         let loaded = match crate::pack::load(&crate::commands::rules::paths(&args.pack)).await {
@@ -33,10 +39,19 @@ pub async fn run(lake: &Lake, args: IngestArgs) -> Result<ExitCode> {
     }
     let bar: Arc<dyn Progress> = Arc::new(Bar::new());
     let summary = pipeline::ingest(lake, &request, bar).await?;
+    let delivery = if args.detect {
+        Some(crate::oncall::deliver_since(lake, config, &args.pack.runbooks, started).await?)
+    } else {
+        None
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print!("{}", render(&summary, lake));
+    }
+    if let Some(d) = &delivery {
+        let line = crate::oncall::render(d);
+        if args.json { eprint!("{line}") } else { print!("{line}") }
     }
     Ok(ExitCode::SUCCESS)
 }

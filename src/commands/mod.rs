@@ -9,8 +9,11 @@ pub mod generate;
 pub mod hunt;
 pub mod ingest;
 pub mod maintain;
+pub mod posture;
 pub mod rules;
 pub mod runbooks;
+pub mod serve;
+pub mod service;
 pub mod tables;
 
 use std::process::ExitCode;
@@ -26,15 +29,27 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Formats => formats::run(),
         Command::Generate(args) => generate::run(&args),
         Command::Demo(args) => demo::run(args).await,
-        Command::Ingest(args) => ingest::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Ingest(args) => {
+            ingest::run(&open_lake(&cli.lake).await?, args, cli.config.as_deref()).await
+        }
         Command::Hunt(args) => hunt::run(&open_lake(&cli.lake).await?, args).await,
         Command::Tables(args) => tables::run(&open_lake(&cli.lake).await?, args).await,
         Command::Compact(args) => maintain::compact(&open_lake(&cli.lake).await?, args).await,
         Command::Retain(args) => maintain::retain(&open_lake(&cli.lake).await?, args).await,
         Command::Rules(args) => rules::run(args.command).await,
-        Command::Detect(args) => detect::run(&open_lake(&cli.lake).await?, args).await,
-        Command::Alerts(args) => alerts::run(&open_lake(&cli.lake).await?, args).await,
+        Command::Detect(args) => {
+            detect::run(&open_lake(&cli.lake).await?, args, cli.config.as_deref()).await
+        }
+        Command::Alerts(args) => {
+            alerts::run(&open_lake(&cli.lake).await?, args, cli.config.as_deref()).await
+        }
+        Command::Serve(args) => {
+            serve::run(&open_lake(&cli.lake).await?, args, cli.config.as_deref()).await
+        }
         Command::Runbooks(args) => runbooks::run(&cli.lake, args).await,
+        Command::Posture(args) => posture::run(&cli.lake, args).await,
+        Command::Run => service::run(cli.config.as_deref()).await,
+        Command::Config(args) => service::config(args, cli.config.as_deref()).await,
     }
 }
 

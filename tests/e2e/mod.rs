@@ -2,11 +2,15 @@
 //! the lake back with SQL.
 
 mod corpus;
+mod delivery;
+mod demo;
 mod detections;
 mod hunting;
 mod ingest;
 mod maintenance;
 mod peers;
+mod posture;
+mod service;
 mod sources;
 
 use std::path::{Path, PathBuf};

@@ -51,4 +51,21 @@ impl MockBroker {
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()
     }
+
+    /// Take broker `id` (1-based) down: its connections are closed and new ones refused, until
+    /// [`MockBroker::broker_up`] (a broker outage, for tests).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] for an unknown broker.
+    pub fn broker_down(&self, id: i32) -> Result<()> {
+        self.cluster.broker_down(id).map_err(|e| mock_error("broker down", None, e))
+    }
+
+    /// Bring broker `id` back up.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] for an unknown broker.
+    pub fn broker_up(&self, id: i32) -> Result<()> {
+        self.cluster.broker_up(id).map_err(|e| mock_error("broker up", None, e))
+    }
 }

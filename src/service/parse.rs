@@ -1,0 +1,283 @@
+//! Normalization inside the service: Kafka messages and objects framed and parsed into the
+//! Output's Arrow builders (blocking code: it runs on `spawn_blocking` threads, never on the
+//! IO runtime).
+//!
+//! Positions and uids: a Kafka message is one position (its offset). It may hold many records
+//! (lines, or JSON values of a multi-line document); they are parsed between ONE
+//! `begin_record`/`end_record` pair, so the rows of a message are numbered 0, 1, … within it
+//! and every row of a partition gets a distinct `event_uid` (`source` reads
+//! `topic/partition@offset#n`). Objects are files: one record per line, as `ztlake ingest`
+//! reads them.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+use arrow::array::RecordBatch;
+use ztlake_ingest::kafka::KafkaMessage;
+use ztlake_ingest::{Frame, ReadOptions, RecordReader};
+use ztlake_normalize::format::{
+    Framing, ParseOptions, Parser, is_json_content, parser_for, sniff_framing,
+};
+use ztlake_normalize::{Counts, Output, Reason, Record, SourceInfo, Table};
+
+/// Rows buffered per table before a batch goes on (to the writers and the rules).
+pub(crate) const BATCH_ROWS: usize = 16 * 1024;
+
+/// gzip and zstd magic bytes: such payloads go through the decompressing reader.
+fn compressed(payload: &[u8]) -> bool {
+    payload.starts_with(&[0x1f, 0x8b]) || payload.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+}
+
+/// What parsing a piece of input did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Parsed {
+    /// Framed records read.
+    pub(crate) records: u64,
+    /// Raw bytes read.
+    pub(crate) bytes: u64,
+}
+
+/// The parse state of one source loop: the Output and one parser per source key.
+pub(crate) struct Normalizer {
+    output: Output,
+    parsers: HashMap<String, Box<dyn Parser>>,
+    parse: ParseOptions,
+    read: ReadOptions,
+}
+
+impl std::fmt::Debug for Normalizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Normalizer").field("parsers", &self.parsers.len()).finish()
+    }
+}
+
+impl Normalizer {
+    pub(crate) fn new(read: ReadOptions) -> Self {
+        Self {
+            output: Output::new(BATCH_ROWS, chrono::Utc::now().timestamp_micros()),
+            parsers: HashMap::new(),
+            parse: ParseOptions::default(),
+            read,
+        }
+    }
+
+    /// Forget the parser of `key` (a revoked partition, a finished object).
+    pub(crate) fn forget(&mut self, key: &str) {
+        if let Some(mut p) = self.parsers.remove(key) {
+            p.finish(&mut self.output);
+        }
+    }
+
+    /// Parse one Kafka message of the source `key` (`name` for the `source` column; `format`
+    /// of its topic; `committed` per table: the last offset already in the lake).
+    pub(crate) fn message(
+        &mut self,
+        m: &KafkaMessage,
+        key: &str,
+        name: &str,
+        format: &str,
+        committed: [Option<u64>; 4],
+    ) -> Result<Parsed> {
+        let mut info = SourceInfo::lines(key, name);
+        info.separator = ztlake_ingest::kafka::POSITION_SEPARATOR;
+        info.delivered = m.delivered_micros();
+        self.output.begin_source_committed(info, committed);
+        let position = u64::try_from(m.offset).unwrap_or(0);
+        let payload: &[u8] = &m.payload;
+        let mut parsed = Parsed { records: 0, bytes: payload.len() as u64 };
+        let json_limit = self.read.max_line_len.max(self.read.max_json_len);
+        // The common case, one plain record per message, needs no reader.
+        let single = !compressed(payload)
+            && payload.iter().position(|&b| b == b'\n').is_none_or(|i| i + 1 == payload.len());
+        if !self.parsers.contains_key(key) {
+            let p = parser_for(format, &self.parse).with_context(|| format!("format {format}"))?;
+            self.parsers.insert(key.to_owned(), p);
+        }
+        let Some(parser) = self.parsers.get_mut(key) else { anyhow::bail!("no parser for {key}") };
+        let out = &mut self.output;
+        out.begin_record();
+        let mut outcome = Ok(());
+        if single {
+            let mut bytes = payload.strip_suffix(b"\n").unwrap_or(payload);
+            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            if !bytes.iter().all(u8::is_ascii_whitespace) {
+                parsed.records = 1;
+                let limit =
+                    if is_json_content(bytes) { json_limit } else { self.read.max_line_len };
+                if bytes.len() > limit {
+                    let detail =
+                        format!("record of {} bytes exceeds the {limit} byte limit", bytes.len());
+                    let len = bytes.len() as u64;
+                    out.quarantine_raw(position, bytes, len, Reason::LineTooLong, &detail);
+                } else {
+                    parser.parse(&Record { line: position, bytes }, out);
+                }
+            }
+        } else {
+            outcome =
+                frame_message(m, position, &self.read, json_limit, format, parser.as_mut(), out)
+                    .map(|n| parsed.records = n);
+        }
+        out.end_record();
+        outcome.map(|()| parsed)
+    }
+
+    /// Parse a whole object (a file-like input: positions are lines) of source `key`.
+    /// `committed_through` per table: lines already in the lake (0: none). Returns the last
+    /// line read and the records.
+    #[allow(clippy::too_many_arguments)] // one call site; the values are the object's identity
+    pub(crate) fn object(
+        &mut self,
+        mut reader: RecordReader<Box<dyn std::io::Read + Send>>,
+        key: &str,
+        name: &str,
+        format: &str,
+        delivered: Option<i64>,
+        committed_through: [u64; 4],
+        deliver: &mut dyn FnMut(&mut Output) -> Result<()>,
+    ) -> Result<(u64, Parsed)> {
+        let head = reader.peek(4096);
+        let json = is_json_content(head);
+        let framing = if format == "auto" {
+            sniff_framing(head)
+        } else {
+            ztlake_normalize::format::format_by_name(format)?.framing
+        };
+        reader.set_framing(match framing {
+            Framing::Lines => ztlake_ingest::Framing::Lines,
+            Framing::Json => ztlake_ingest::Framing::Json,
+        });
+        if json {
+            reader.set_max_line_len(self.read.max_line_len.max(self.read.max_json_len));
+        }
+        let mut parser =
+            parser_for(format, &self.parse).with_context(|| format!("format {format}"))?;
+        let mut info = SourceInfo::lines(key, name);
+        info.delivered = delivered;
+        self.output.begin_source(info, committed_through);
+        let skip_through = committed_through.iter().copied().min().unwrap_or(0);
+        let limit = match framing {
+            Framing::Lines => self.read.max_line_len,
+            Framing::Json => self.read.max_json_len,
+        };
+        let mut last_line = 0u64;
+        let mut parsed = Parsed::default();
+        let mut since = 0usize;
+        while let Some(frame) = reader.next_record() {
+            let out = &mut self.output;
+            parsed.records += 1;
+            match frame {
+                Frame::Record { line, bytes } => {
+                    last_line = line;
+                    out.begin_record();
+                    if line <= skip_through {
+                        out.replayed_record();
+                        continue;
+                    }
+                    parsed.bytes += bytes.len() as u64;
+                    parser.parse(&Record { line, bytes }, out);
+                    out.end_record();
+                }
+                Frame::TooLong { line, len, prefix } => {
+                    last_line = line;
+                    out.begin_record();
+                    let detail = format!("record of {len} bytes exceeds the {limit} byte limit");
+                    out.quarantine_raw(line, prefix, len, Reason::LineTooLong, &detail);
+                    out.end_record();
+                }
+                Frame::Broken { line, partial, len, error } => {
+                    last_line = line;
+                    out.begin_record();
+                    let reason = match error {
+                        ztlake_ingest::Error::DecompressedTooLarge { .. } => {
+                            Reason::SizeCapExceeded
+                        }
+                        _ => Reason::TruncatedInput,
+                    };
+                    out.quarantine_raw(line, partial, len, reason, &error.to_string());
+                    out.end_record();
+                }
+            }
+            since += 1;
+            if since >= 4096 {
+                since = 0;
+                if self.output.buffered_rows() >= BATCH_ROWS {
+                    deliver(&mut self.output)?;
+                }
+            }
+        }
+        parser.finish(&mut self.output);
+        Ok((last_line, parsed))
+    }
+
+    /// Rows buffered in the largest builder.
+    pub(crate) fn buffered_rows(&self) -> usize {
+        self.output.buffered_rows()
+    }
+
+    /// Take a batch of every table holding at least `min_rows` rows (all when 0).
+    pub(crate) fn take_batches(&mut self, min_rows: usize) -> Vec<(Table, RecordBatch)> {
+        self.output.take_batches(min_rows)
+    }
+
+    /// Take the counts since the last call.
+    pub(crate) fn take_counts(&mut self) -> Counts {
+        self.output.take_counts()
+    }
+}
+
+/// Frame a compressed or multi-line message and parse every record in it, all at the message's
+/// position (ordinals keep their uids apart). Returns the records read.
+fn frame_message(
+    m: &KafkaMessage,
+    position: u64,
+    read: &ReadOptions,
+    json_limit: usize,
+    format: &str,
+    parser: &mut dyn Parser,
+    out: &mut Output,
+) -> Result<u64> {
+    let mut opts = read.clone();
+    // Most messages are small: a 4 MiB zeroed buffer per message would dominate the cost.
+    opts.buffer_size =
+        if compressed(&m.payload) { 256 << 10 } else { (m.payload.len() + 64).min(4 << 20) };
+    let opened = m.open(&opts).with_context(|| m.position())?;
+    let mut reader = opened.into_records(ztlake_ingest::Framing::Lines, &opts);
+    let head = reader.peek(4096);
+    let json = is_json_content(head);
+    let framing = if format == "auto" {
+        sniff_framing(head)
+    } else {
+        ztlake_normalize::format::format_by_name(format)?.framing
+    };
+    reader.set_framing(match framing {
+        Framing::Lines => ztlake_ingest::Framing::Lines,
+        Framing::Json => ztlake_ingest::Framing::Json,
+    });
+    if json {
+        reader.set_max_line_len(json_limit);
+    }
+    let limit = match framing {
+        Framing::Lines => read.max_line_len,
+        Framing::Json => read.max_json_len,
+    };
+    let mut records = 0u64;
+    while let Some(frame) = reader.next_record() {
+        records += 1;
+        match frame {
+            Frame::Record { bytes, .. } => parser.parse(&Record { line: position, bytes }, out),
+            Frame::TooLong { len, prefix, .. } => {
+                let detail = format!("record of {len} bytes exceeds the {limit} byte limit");
+                out.quarantine_raw(position, prefix, len, Reason::LineTooLong, &detail);
+            }
+            Frame::Broken { partial, len, error, .. } => {
+                let reason = match error {
+                    ztlake_ingest::Error::DecompressedTooLarge { .. } => Reason::SizeCapExceeded,
+                    _ => Reason::TruncatedInput,
+                };
+                out.quarantine_raw(position, partial, len, reason, &error.to_string());
+            }
+        }
+    }
+    Ok(records)
+}

@@ -1,0 +1,208 @@
+//! Releasing alerts: once the rows behind an alert are in the lake, it is counted, published to
+//! the SIEM feed (OCSF Detection Finding), handed to on-call delivery, and merged into the
+//! `alerts` table (with its `raised` / `updated` lifecycle events).
+//!
+//! The lake write runs in its own task behind a bounded queue and coalesces the states queued
+//! meanwhile (latest per `alert_id`), so a slow MERGE never delays delivery; writes are
+//! idempotent (`write_alerts` merges into the stored state), so a restart that raises the same
+//! alert again changes nothing.
+//!
+//! `hand_over` is the one place where alerts reach on-call delivery ([`OnCall`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::sync::{Notify, mpsc, oneshot};
+use ztlake_detections::Alert;
+use ztlake_runbooks::{
+    Catalog, Clock, Dispatcher, LifecycleSink, OncallConfig, SystemClock, TickReport,
+};
+use ztlake_storage::Lake;
+
+use super::Ctx;
+use super::detect::Raised;
+use super::metrics::Metrics;
+use crate::oncall::LakeSink;
+
+/// On-call delivery inside the service: the runbooks crate's [`Dispatcher`] over the lake
+/// (`crate::oncall`), configured by the `[oncall]` section (absent: the defaults — each alert
+/// to its runbook owner as an `.eml` file in the outbox, nothing sent anywhere).
+/// [`Dispatcher::submit`] queues durably and returns at once; a background task delivers
+/// (retries, escalations, lifecycle steps to `alert_events`) every `delivery.poll_interval`
+/// and right after each submission.
+pub(crate) struct OnCall {
+    dispatcher: Option<Dispatcher>,
+    wake: Arc<Notify>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl OnCall {
+    /// Start delivery (`None` when the service runs without detections).
+    pub(crate) fn start(ctx: &Ctx, catalog: Option<Catalog>) -> Result<OnCall> {
+        let wake = Arc::new(Notify::new());
+        let Some(catalog) = catalog else {
+            return Ok(OnCall { dispatcher: None, wake, stop: None, task: None });
+        };
+        let config = oncall_config(ctx.config.oncall.as_ref(), &ctx.lake)?;
+        let poll = config.delivery.poll_interval;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let sink: Arc<dyn LifecycleSink> = Arc::new(LakeSink::new(ctx.lake.clone()));
+        let dispatcher =
+            Dispatcher::new(config, catalog, clock, sink).context("oncall: starting delivery")?;
+        tracing::info!(outbox = %dispatcher.outbox_dir().display(), channels = ?dispatcher.channels(), "on-call delivery");
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = {
+            let d = dispatcher.clone();
+            let wake = wake.clone();
+            let metrics = ctx.metrics.clone();
+            tokio::spawn(async move {
+                loop {
+                    match d.tick().await {
+                        Ok(r) => count(&metrics, &r),
+                        Err(e) => tracing::warn!(error = %e, "on-call delivery round failed"),
+                    }
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep(poll) => {}
+                    }
+                }
+            })
+        };
+        Ok(OnCall { dispatcher: Some(dispatcher), wake, stop: Some(stop), task: Some(task) })
+    }
+
+    /// Stop the background rounds, then deliver what is due (bounded) before the exit; what
+    /// is left stays queued in the outbox for the next start.
+    pub(crate) async fn drain(mut self, metrics: &Metrics) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(d) = &self.dispatcher {
+            match tokio::time::timeout(Duration::from_secs(30), d.drain()).await {
+                Ok(Ok(r)) => count(metrics, &r),
+                Ok(Err(e)) => tracing::warn!(error = %e, "final on-call delivery failed"),
+                Err(_) => tracing::warn!("final on-call delivery timed out; the outbox keeps it"),
+            }
+        }
+    }
+}
+
+/// The `[oncall]` table of the service configuration as the runbooks crate reads it, with the
+/// lake's default outbox.
+///
+/// # Errors
+/// Every problem of the section, naming its key.
+pub(crate) fn oncall_config(table: Option<&toml::Table>, lake: &Lake) -> Result<OncallConfig> {
+    let config: OncallConfig = match table {
+        Some(t) => toml::Value::Table(t.clone())
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("oncall: {}", e.message().trim()))?,
+        None => OncallConfig::default(),
+    };
+    config.validate()?;
+    Ok(config.with_default_outbox(crate::oncall::default_outbox(lake)))
+}
+
+fn count(metrics: &Metrics, r: &TickReport) {
+    if r.delivered > 0 {
+        metrics.alerts_delivered("oncall", r.delivered as u64);
+    }
+    if r.failed > 0 {
+        metrics.alerts_delivery_failed("oncall", r.failed as u64);
+    }
+}
+
+/// Hand released alerts to on-call delivery (durably queued in the outbox before this returns).
+fn hand_over(oncall: &OnCall, alerts: &[Raised]) {
+    let Some(d) = &oncall.dispatcher else { return };
+    for (alert, _) in alerts {
+        if let Err(e) = d.submit(alert) {
+            // The alert is in the lake and the SIEM feed; the outbox write failed.
+            tracing::error!(alert = %alert.alert_id, error = %e, "alert not queued for on-call delivery");
+        }
+    }
+    oncall.wake.notify_one();
+}
+
+/// Release alerts arriving on `rx` until it closes; then drain delivery and the lake writer.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    oncall: OnCall,
+    mut rx: mpsc::Receiver<Vec<Raised>>,
+) -> Result<()> {
+    let (writes, queue) = mpsc::channel::<Vec<Alert>>(64);
+    let writer = tokio::spawn(write_loop(ctx.clone(), queue));
+    while let Some(alerts) = rx.recv().await {
+        let mut per_rule: BTreeMap<&str, u64> = BTreeMap::new();
+        for (a, _) in &alerts {
+            *per_rule.entry(a.rule_id.as_str()).or_default() += 1;
+        }
+        for (rule, n) in per_rule {
+            ctx.metrics.alerts_raised(rule, n);
+        }
+        tracing::info!(alerts = alerts.len(), "alerts released");
+        if let Some(siem) = &ctx.siem {
+            let siem = siem.clone();
+            let batch = alerts.clone();
+            match tokio::task::spawn_blocking(move || siem.publish_alerts(&batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "alerts not published to the SIEM feed"),
+                Err(e) => tracing::warn!(error = %e, "SIEM feed task failed"),
+            }
+        }
+        hand_over(&oncall, &alerts);
+        let states: Vec<Alert> = alerts.into_iter().map(|(a, _)| a).collect();
+        writes.send(states).await.context("the alert writer stopped")?;
+    }
+    drop(writes);
+    // The alerts table first: the lifecycle steps of delivery refer to its rows.
+    let written = writer.await.context("alert writer task")?;
+    oncall.drain(&ctx.metrics).await;
+    written
+}
+
+/// Write alert states to the lake, coalescing what queued meanwhile; retries with backoff.
+async fn write_loop(ctx: Arc<Ctx>, mut queue: mpsc::Receiver<Vec<Alert>>) -> Result<()> {
+    while let Some(first) = queue.recv().await {
+        let mut latest: BTreeMap<String, Alert> = BTreeMap::new();
+        for a in first {
+            latest.insert(a.alert_id.clone(), a);
+        }
+        while let Ok(more) = queue.try_recv() {
+            for a in more {
+                latest.insert(a.alert_id.clone(), a);
+            }
+        }
+        let alerts: Vec<Alert> = latest.into_values().collect();
+        let mut backoff = Duration::from_millis(200);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match crate::alerts::write_alerts(&ctx.lake, &alerts).await {
+                Ok(w) => {
+                    tracing::debug!(
+                        new = w.new,
+                        updated = w.updated,
+                        events = w.events,
+                        "alerts written"
+                    );
+                    break;
+                }
+                Err(e) if attempts < 8 => {
+                    tracing::warn!(error = %e, attempts, "writing alerts failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => return Err(e.context("writing alerts to the lake")),
+            }
+        }
+    }
+    Ok(())
+}
