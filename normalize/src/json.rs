@@ -253,7 +253,7 @@ fn parse_iso(s: &str) -> Option<i64> {
     }
     // Normalize the date/time separator so one parser covers 'T', 't' and ' '.
     let mut text = String::with_capacity(s.len());
-    text.push_str(&s[..10]);
+    text.push_str(s.get(..10)?);
     text.push('T');
     text.push_str(s.get(11..)?);
     if let Ok(dt) = DateTime::parse_from_rfc3339(&text) {
@@ -345,6 +345,9 @@ mod tests {
             "Mar 23, 2016",
             "99999-01-01T00:00:00Z",
             "2024-13-01T00:00:00Z",
+            // A multi-byte character where the date/time separator goes (found by fuzzing).
+            "2024-02-0\u{e9}10:00:00.000Z",
+            "2024-02-05\u{2028}10:00:00Z",
         ] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
