@@ -374,16 +374,24 @@ fn parse_source(
     };
     let head = reader.peek(4096);
     let json = is_json_content(head);
-    let framing = if request.format == "auto" {
-        sniff_framing(head)
-    } else {
-        ztlake_normalize::format::format_by_name(&request.format)?.framing
+    // A JSON format reads NDJSON (the first line is one whole value) line by line, which is
+    // cheap to frame and parses in parallel; pretty-printed documents and arrays need the JSON
+    // value framer. `auto` decides the same way.
+    let framing = match request.format.as_str() {
+        "auto" => sniff_framing(head),
+        name => match ztlake_normalize::format::format_by_name(name)?.framing {
+            Framing::Json => sniff_framing(head),
+            Framing::Lines => Framing::Lines,
+        },
     };
     reader.set_framing(to_ingest_framing(framing));
-    if json {
+    let limit = match framing {
+        Framing::Json => request.read.max_json_len,
         // NDJSON and single-line documents are framed by lines, under the JSON size limit.
-        reader.set_max_line_len(request.read.max_line_len.max(request.read.max_json_len));
-    }
+        Framing::Lines if json => request.read.max_line_len.max(request.read.max_json_len),
+        Framing::Lines => request.read.max_line_len,
+    };
+    reader.set_max_line_len(limit);
     let mut info = SourceInfo::lines(key.clone(), input.display.clone());
     info.delivered = delivery_time(&input);
     // Lines every table already holds need not be parsed at all.
@@ -393,8 +401,7 @@ fn parse_source(
     // from parallel workers would arrive out of order by up to a batch), so it parses on one
     // thread.
     if json && framing == Framing::Lines && request.parse_threads > 1 && request.detect.is_none() {
-        let ctx =
-            SourceCtx { info, committed_through, skip_through, framing, raw_bytes, base_bytes };
+        let ctx = SourceCtx { info, committed_through, skip_through, limit, raw_bytes, base_bytes };
         return parse_parallel(reader, ctx, key, request, state, progress_bytes, progress);
     }
     let mut parser: Box<dyn Parser> = parser_for(&request.format, &request.parse)?;
@@ -419,10 +426,7 @@ fn parse_source(
             Frame::TooLong { line, len, prefix } => {
                 last_line = line;
                 out.begin_record();
-                let detail = format!(
-                    "record of {len} bytes exceeds the {} byte limit",
-                    limit_for(framing, &request.read)
-                );
+                let detail = format!("record of {len} bytes exceeds the {limit} byte limit");
                 out.quarantine_raw(line, prefix, len, Reason::LineTooLong, &detail);
                 out.end_record();
             }
@@ -468,7 +472,8 @@ struct SourceCtx {
     info: SourceInfo,
     committed_through: [u64; 4],
     skip_through: u64,
-    framing: Framing,
+    /// The record size limit the reader enforces (named in quarantine details).
+    limit: usize,
     raw_bytes: Option<Arc<AtomicU64>>,
     base_bytes: u64,
 }
@@ -552,7 +557,7 @@ fn parse_parallel(
                                     let prefix = block.data.get(*start..*end).unwrap_or_default();
                                     let detail = format!(
                                         "record of {len} bytes exceeds the {} byte limit",
-                                        limit_for(ctx.framing, &request.read)
+                                        ctx.limit
                                     );
                                     out.quarantine_raw(
                                         *line,
@@ -637,7 +642,11 @@ fn parse_parallel(
                 }
             }
             if block.entries.len() >= BLOCK_RECORDS {
-                send(std::mem::take(&mut block))?;
+                let next = Block {
+                    data: Vec::with_capacity(block.data.capacity()),
+                    entries: Vec::with_capacity(BLOCK_RECORDS),
+                };
+                send(std::mem::replace(&mut block, next))?;
                 sent += 1;
                 if sent.is_multiple_of(16) {
                     if let Some(c) = &ctx.raw_bytes {
@@ -697,11 +706,4 @@ fn delivery_time(input: &InputFile) -> Option<i64> {
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
     let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
     ztlake_normalize::values::checked_micros(i64::try_from(since.as_micros()).ok()?)
-}
-
-fn limit_for(framing: Framing, read: &ReadOptions) -> usize {
-    match framing {
-        Framing::Lines => read.max_line_len,
-        Framing::Json => read.max_json_len,
-    }
 }

@@ -77,18 +77,41 @@ pub fn check_caps(bytes: &[u8], options: &ParseOptions) -> Result<(), Rejection>
     Ok(())
 }
 
+/// Whether `bytes` cannot break either cap, by its length and its count of opening brackets
+/// (a cheap bound, vectorised by the compiler; `false` means "look closer").
+fn within_caps(bytes: &[u8], options: &ParseOptions) -> bool {
+    if bytes.len() > options.max_field_len {
+        return false;
+    }
+    // `{` and `[` are the only bytes equal to `{` once bit 0x20 is set; a chunk of 255 cannot
+    // overflow the per-chunk count.
+    let opening: usize = bytes
+        .chunks(255)
+        .map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n + u8::from((b | 0x20) == b'{'))))
+        .sum();
+    opening <= options.max_json_depth
+}
+
 /// Check caps, then decode `bytes` into `T`. Invalid UTF-8 and JSON that does not match `T`
 /// become quarantine rejections naming what serde reported.
+///
+/// Most records are far inside the caps: no string can outgrow a record shorter than the field
+/// cap, and no nesting can be deeper than the record's count of `{` and `[`, so such records
+/// skip the [`check_caps`] walk. Valid UTF-8 is checked once for the whole record and decoded
+/// with serde's `str` reader, which then skips validating every string again.
 pub fn decode<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     options: &ParseOptions,
 ) -> Result<T, Rejection> {
-    check_caps(bytes, options)?;
-    serde_json::from_slice(bytes).map_err(|e| {
-        let reason =
-            if std::str::from_utf8(bytes).is_err() { Reason::InvalidUtf8 } else { Reason::BadJson };
-        (reason, e.to_string())
-    })
+    if !within_caps(bytes, options) {
+        check_caps(bytes, options)?;
+    }
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return serde_json::from_str(text).map_err(|e| (Reason::BadJson, e.to_string()));
+    }
+    // Invalid UTF-8 somewhere: decode byte-wise, which still accepts a record whose bad bytes
+    // sit only in fields the struct skips.
+    serde_json::from_slice(bytes).map_err(|e| (Reason::InvalidUtf8, e.to_string()))
 }
 
 /// Decode a JSON document held in a string field (payloads that are JSON encoded again, such
@@ -379,6 +402,44 @@ mod tests {
             Err(Reason::FieldTooLarge)
         );
         assert_eq!(check_caps(b"{\"a\":\"\\", &opts).map_err(|e| e.0), Ok(()), "dangling escape");
+    }
+
+    #[test]
+    fn decode_applies_caps_whether_or_not_the_cheap_bound_holds() {
+        #[derive(Deserialize, Debug)]
+        struct R<'a> {
+            #[serde(default, borrow)]
+            a: Option<Cow<'a, str>>,
+        }
+        let opts = ParseOptions { max_json_depth: 4, ..ParseOptions::default() };
+        // Short records (under the field cap) with more brackets than the depth cap: inside
+        // strings they do not nest, so the record is kept; real nesting is still refused.
+        let r: R<'_> = decode(br#"{"a":"[[[[{{{{","b":[1]}"#, &opts).expect("brackets in strings");
+        assert_eq!(r.a.as_deref(), Some("[[[[{{{{"));
+        let deep = decode::<R<'_>>(br#"{"a":"x","b":[[[[1]]]]}"#, &opts).map_err(|e| e.0);
+        assert_eq!(deep.err(), Some(Reason::TooDeep));
+        assert!(decode::<R<'_>>(br#"{"a":"x","b":[[[1]]]}"#, &opts).is_ok(), "depth 4 is allowed");
+        // A field over the cap in a record over the cap.
+        let small = ParseOptions { max_field_len: 4, ..ParseOptions::default() };
+        let big = decode::<R<'_>>(br#"{"a":"12345"}"#, &small).map_err(|e| e.0);
+        assert_eq!(big.err(), Some(Reason::FieldTooLarge));
+    }
+
+    #[test]
+    fn decode_reports_invalid_utf8_only_where_it_matters() {
+        #[derive(Deserialize, Debug)]
+        struct R<'a> {
+            #[serde(default, borrow)]
+            a: Option<Cow<'a, str>>,
+        }
+        let opts = ParseOptions::default();
+        // Bad bytes in a field the struct skips: the record still decodes, as before.
+        let r: R<'_> = decode(b"{\"a\":\"ok\",\"skip\":\"\xff\xfe\"}", &opts).expect("skipped");
+        assert_eq!(r.a.as_deref(), Some("ok"));
+        let bad = decode::<R<'_>>(b"{\"a\":\"\xff\"}", &opts).map_err(|e| e.0);
+        assert_eq!(bad.err(), Some(Reason::InvalidUtf8));
+        let broken = decode::<R<'_>>(b"{\"a\":\"ok\"", &opts).map_err(|e| e.0);
+        assert_eq!(broken.err(), Some(Reason::BadJson));
     }
 
     #[test]
