@@ -435,11 +435,7 @@ fn parse_source(
                 // quarantine it twice.
                 last_line = line;
                 out.begin_record();
-                let reason = match error {
-                    ztlake_ingest::Error::DecompressedTooLarge { .. } => Reason::SizeCapExceeded,
-                    _ => Reason::TruncatedInput,
-                };
-                out.quarantine_raw(line, partial, len, reason, &error.to_string());
+                out.quarantine_raw(line, partial, len, broken_reason(&error), &error.to_string());
                 out.end_record();
             }
         }
@@ -623,12 +619,7 @@ fn parse_parallel(
                 }
                 Frame::Broken { line, partial, len, error } => {
                     last_line = line;
-                    let reason = match error {
-                        ztlake_ingest::Error::DecompressedTooLarge { .. } => {
-                            Reason::SizeCapExceeded
-                        }
-                        _ => Reason::TruncatedInput,
-                    };
+                    let reason = broken_reason(&error);
                     block.data.extend_from_slice(partial);
                     let end = block.data.len();
                     block.entries.push(Entry::Broken {
@@ -706,4 +697,13 @@ fn delivery_time(input: &InputFile) -> Option<i64> {
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
     let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
     ztlake_normalize::values::checked_micros(i64::try_from(since.as_micros()).ok()?)
+}
+
+/// The quarantine reason of a source that ends broken: the decompression cap, or a damaged or
+/// unreadable tail.
+fn broken_reason(error: &ztlake_ingest::Error) -> Reason {
+    match error {
+        ztlake_ingest::Error::DecompressedTooLarge { .. } => Reason::SizeCapExceeded,
+        _ => Reason::TruncatedInput,
+    }
 }
