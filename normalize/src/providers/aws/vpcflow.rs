@@ -7,9 +7,10 @@
 //! NODATA and SKIPDATA rows are kept with `status` set. ICMP rows get NULL ports.
 //!
 //! The parser writes straight into the `flows` builders: the line is validated as UTF-8 once,
-//! split on runs of spaces into a stack array of field offsets, and each canonical column reads
-//! its field through a slot table computed once per layout. Fields that map to no column are
-//! counted per layout and reported in the ingest summary.
+//! split on runs of spaces (eight bytes at a time) into a stack array of field offsets, and each
+//! canonical column reads its field through a slot table computed once per layout. Numbers,
+//! keywords and IPv4 addresses are read from the bytes; only text columns are sliced as `str`.
+//! Fields that map to no column are counted per layout and reported in the ingest summary.
 
 use std::borrow::Cow;
 
@@ -21,7 +22,8 @@ use crate::quarantine::Reason;
 use crate::rows::FlowRow;
 use crate::schema::{Provider, Table};
 use crate::values::{
-    canonical_ip, micros_from_secs, parse_count, parse_port, parse_protocol, parse_u64,
+    canonical_ip, is_canonical_ipv4, micros_from_secs, parse_count, parse_port, parse_protocol,
+    parse_u64,
 };
 
 /// Format name.
@@ -320,33 +322,27 @@ impl VpcFlowParser {
             out.quarantine(record, Reason::InvalidUtf8, "flow log line is not valid UTF-8");
             return;
         };
-        // Split on runs of spaces: one SIMD pass finds every space of the line; the tokens go
-        // into an uninitialized fixed-capacity array (no per-line zeroing, no allocation).
-        // Boundaries are at ASCII spaces, hence char boundaries.
-        let mut tokens: ArrayVec<&str, MAX_FIELDS> = ArrayVec::new();
-        let mut start = 0usize;
-        for end in memchr::memchr_iter(b' ', text.as_bytes()).chain(std::iter::once(text.len())) {
-            if end > start {
-                let token = text.get(start..end).unwrap_or_default();
-                if tokens.try_push(token).is_err() {
-                    out.quarantine(record, Reason::FieldCount, "more than 64 fields");
-                    return;
-                }
-            }
-            start = end + 1;
-        }
-        let count = tokens.len();
-        let tokens = tokens.as_slice();
-        if count == 0 {
-            out.skip("aws-vpcflow: blank line");
+        // Field offsets go into an uninitialized fixed-capacity array (no per-line zeroing, no
+        // allocation). Boundaries are at ASCII spaces, hence char boundaries.
+        let mut spans: Spans = ArrayVec::new();
+        if split_spaces(record.bytes, &mut spans).is_err() {
+            out.quarantine(record, Reason::FieldCount, "more than 64 fields");
             return;
         }
+        let count = spans.len();
+        let line = Line { text, spans: spans.as_slice() };
+        let Some(first) = line.bytes(0) else {
+            out.skip("aws-vpcflow: blank line");
+            return;
+        };
         // Data lines start with a digit or `-`; only a letter or `${` can start a header, so most
         // lines skip the header check (and its name normalization) entirely.
-        let maybe_header = tokens
-            .first()
-            .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '$'));
-        if let Some(layout) = maybe_header.then(|| header_layout(tokens)).flatten() {
+        let maybe_header = first.first().is_some_and(|&c| c.is_ascii_alphabetic() || c == b'$');
+        let header = maybe_header.then(|| {
+            let tokens: ArrayVec<&str, MAX_FIELDS> = (0..count).map(|i| line.str(i)).collect();
+            header_layout(&tokens)
+        });
+        if let Some(layout) = header.flatten() {
             if let Some(mut old) = self.header.replace(layout) {
                 old.report_unmapped(out);
             }
@@ -355,8 +351,9 @@ impl VpcFlowParser {
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         let layout = self.layout_for(count);
-        match fill_row(layout, tokens, fallback_time, &mut scratch) {
-            Ok((mut row, delivery_time)) => {
+        let mut row = FlowRow::default();
+        match fill_row(layout, &line, fallback_time, &mut scratch, &mut row) {
+            Ok(delivery_time) => {
                 layout.rows += 1;
                 if row.account.is_none() {
                     row.account = fallback_account.map(Cow::Borrowed);
@@ -395,51 +392,113 @@ impl Parser for VpcFlowParser {
 
 type Rejection = (Reason, String);
 
+/// Byte offsets (start, end) of a line's fields.
+type Spans = ArrayVec<(usize, usize), MAX_FIELDS>;
+
+/// Split `line` on runs of spaces into `spans` (empty fields are not kept), eight bytes at a
+/// time: each word's spaces are found with bit arithmetic, no call per field. `Err` when the
+/// line has more than [`MAX_FIELDS`] fields.
+fn split_spaces(line: &[u8], spans: &mut Spans) -> Result<(), ()> {
+    const SPACES: u64 = 0x2020_2020_2020_2020;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let mut start = 0usize;
+    let mut field_end = |start: &mut usize, at: usize| -> Result<(), ()> {
+        if at > *start {
+            spans.try_push((*start, at)).map_err(|_| ())?;
+        }
+        *start = at + 1;
+        Ok(())
+    };
+    let mut chunks = line.chunks_exact(8);
+    let mut base = 0usize;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let x = word ^ SPACES;
+        // The high bit of every byte of x that is zero (a space in the line), exactly: no
+        // carries cross bytes since (b & 0x7f) + 0x7f <= 0xfe.
+        let mut spaces = !(((x & LOW7) + LOW7) | x | LOW7);
+        while spaces != 0 {
+            let at = base + (spaces.trailing_zeros() / 8) as usize;
+            field_end(&mut start, at)?;
+            spaces &= spaces - 1;
+        }
+        base += 8;
+    }
+    for (i, &b) in chunks.remainder().iter().enumerate() {
+        if b == b' ' {
+            field_end(&mut start, base + i)?;
+        }
+    }
+    field_end(&mut start, line.len())
+}
+
+/// A split data line: its text and field offsets.
+struct Line<'a, 's> {
+    text: &'a str,
+    spans: &'s [(usize, usize)],
+}
+
+impl<'a> Line<'a, '_> {
+    /// Field `i` as bytes.
+    #[inline]
+    fn bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let &(start, end) = self.spans.get(i)?;
+        self.text.as_bytes().get(start..end)
+    }
+
+    /// Field `i` as text (fields end at ASCII spaces, so at char boundaries).
+    #[inline]
+    fn str(&self, i: usize) -> &'a str {
+        self.spans.get(i).and_then(|&(start, end)| self.text.get(start..end)).unwrap_or_default()
+    }
+}
+
 fn bad(field: &str, value: &str) -> Rejection {
     let shown: String = value.chars().take(64).collect();
     (Reason::BadField, format!("{field}: invalid value {shown:?}"))
 }
 
-/// Build the row for one data line; the flag says the time is the delivery time.
+/// Fill `row` from one data line; `Ok(true)` says the time is the delivery time.
 fn fill_row<'a>(
     layout: &Layout,
-    tokens: &[&'a str],
+    line: &Line<'a, '_>,
     fallback_time: Option<i64>,
     scratch: &'a mut [String; 4],
-) -> Result<(FlowRow<'a>, bool), Rejection> {
-    if tokens.len() != layout.len {
+    row: &mut FlowRow<'a>,
+) -> Result<bool, Rejection> {
+    if line.spans.len() != layout.len {
         return Err((
             Reason::FieldCount,
             format!(
                 "{} fields, layout has {} (set the layout with a header line or --vpc-fields)",
-                tokens.len(),
+                line.spans.len(),
                 layout.len
             ),
         ));
     }
-    let get = |slot: Slot| -> Option<&'a str> {
-        let i = layout.slots[slot as usize];
-        if i == ABSENT {
-            return None;
-        }
-        tokens.get(usize::from(i)).copied().filter(|v| *v != "-")
+    // The field of a slot, as bytes: None when the layout lacks it or it is `-`.
+    let get = |slot: Slot| -> Option<(usize, &'a [u8])> {
+        let i = usize::from(layout.slots[slot as usize]);
+        line.bytes(i).filter(|v| *v != b"-").map(|v| (i, v))
     };
-    let text = |slot: Slot| get(slot).map(Cow::Borrowed);
+    let text = |slot: Slot| get(slot).map(|(i, _)| Cow::Borrowed(line.str(i)));
+    let bad_at = |name: &str, i: usize| bad(name, line.str(i));
 
     let [s0, s1, s2, s3] = scratch;
     let ip =
         |slot: Slot, name: &str, buf: &'a mut String| -> Result<Option<Cow<'a, str>>, Rejection> {
             match get(slot) {
                 None => Ok(None),
-                Some(v) => {
-                    canonical_ip(v, buf).map(|s| Some(Cow::Borrowed(s))).ok_or_else(|| bad(name, v))
-                }
+                Some((i, v)) if is_canonical_ipv4(v) => Ok(Some(Cow::Borrowed(line.str(i)))),
+                Some((i, _)) => canonical_ip(line.str(i), buf)
+                    .map(|s| Some(Cow::Borrowed(s)))
+                    .ok_or_else(|| bad_at(name, i)),
             }
         };
-    let src_ip = ip(Slot::SrcAddr, "srcaddr", s0)?;
-    let dst_ip = ip(Slot::DstAddr, "dstaddr", s1)?;
-    let pkt_src_ip = ip(Slot::PktSrcAddr, "pkt-srcaddr", s2)?;
-    let pkt_dst_ip = ip(Slot::PktDstAddr, "pkt-dstaddr", s3)?;
+    row.src_ip = ip(Slot::SrcAddr, "srcaddr", s0)?;
+    row.dst_ip = ip(Slot::DstAddr, "dstaddr", s1)?;
+    row.pkt_src_ip = ip(Slot::PktSrcAddr, "pkt-srcaddr", s2)?;
+    row.pkt_dst_ip = ip(Slot::PktDstAddr, "pkt-dstaddr", s3)?;
 
     let num = |slot: Slot,
                name: &str,
@@ -447,13 +506,12 @@ fn fill_row<'a>(
      -> Result<Option<i64>, Rejection> {
         match get(slot) {
             None => Ok(None),
-            Some(v) => parse(v.as_bytes()).map(Some).ok_or_else(|| bad(name, v)),
+            Some((i, v)) => parse(v).map(Some).ok_or_else(|| bad_at(name, i)),
         }
     };
     let port = |b: &[u8]| parse_port(b).map(i64::from);
     let proto = |b: &[u8]| parse_protocol(b).map(i64::from);
     let flags = |b: &[u8]| parse_u64(b).filter(|&v| v <= 0xFFFF).map(|v| v as i64);
-    let secs = |b: &[u8]| parse_u64(b).and_then(micros_from_secs);
 
     let protocol = num(Slot::Protocol, "protocol", proto)?.map(|v| v as i32);
     let icmp = matches!(protocol, Some(1) | Some(58));
@@ -461,21 +519,24 @@ fn fill_row<'a>(
         let p = num(slot, name, port)?.map(|v| v as i32);
         Ok(if icmp && p == Some(0) { None } else { p })
     };
-    let src_port = port_of(Slot::SrcPort, "srcport")?;
-    let dst_port = port_of(Slot::DstPort, "dstport")?;
+    row.src_port = port_of(Slot::SrcPort, "srcport")?;
+    row.dst_port = port_of(Slot::DstPort, "dstport")?;
+    row.protocol = protocol;
 
-    let start = match get(Slot::Start) {
-        None => None,
-        Some(v) => Some(secs(v.as_bytes()).ok_or_else(|| {
-            (Reason::BadTime, format!("start: {v:?} is not epoch seconds in range"))
-        })?),
+    let secs = |slot: Slot, name: &str| -> Result<Option<i64>, Rejection> {
+        match get(slot) {
+            None => Ok(None),
+            Some((i, v)) => match parse_u64(v).and_then(micros_from_secs) {
+                Some(t) => Ok(Some(t)),
+                None => Err((
+                    Reason::BadTime,
+                    format!("{name}: {:?} is not epoch seconds in range", line.str(i)),
+                )),
+            },
+        }
     };
-    let end = match get(Slot::End) {
-        None => None,
-        Some(v) => Some(secs(v.as_bytes()).ok_or_else(|| {
-            (Reason::BadTime, format!("end: {v:?} is not epoch seconds in range"))
-        })?),
-    };
+    let start = secs(Slot::Start, "start")?;
+    let end = secs(Slot::End, "end")?;
     let no_time_fields =
         layout.slots[Slot::Start as usize] == ABSENT && layout.slots[Slot::End as usize] == ABSENT;
     let (time, delivery_time) = match (start, end) {
@@ -485,79 +546,64 @@ fn fill_row<'a>(
             _ => return Err((Reason::MissingField, "start: no start or end time".to_owned())),
         },
     };
+    row.time = time;
+    row.end_time = end;
 
-    let action = match get(Slot::Action) {
+    row.action = match get(Slot::Action) {
         None => None,
-        Some("ACCEPT") => Some(Cow::Borrowed("allow")),
-        Some("REJECT") => Some(Cow::Borrowed("deny")),
-        Some(v) => return Err(bad("action", v)),
+        Some((_, b"ACCEPT")) => Some(Cow::Borrowed("allow")),
+        Some((_, b"REJECT")) => Some(Cow::Borrowed("deny")),
+        Some((i, _)) => return Err(bad_at("action", i)),
     };
-    let status = match get(Slot::LogStatus) {
+    row.status = match get(Slot::LogStatus) {
         None => None,
-        Some("OK") => Some(Cow::Borrowed("ok")),
-        Some("NODATA") => Some(Cow::Borrowed("nodata")),
-        Some("SKIPDATA") => Some(Cow::Borrowed("skipdata")),
-        Some(v) => return Err(bad("log-status", v)),
+        Some((_, b"OK")) => Some(Cow::Borrowed("ok")),
+        Some((_, b"NODATA")) => Some(Cow::Borrowed("nodata")),
+        Some((_, b"SKIPDATA")) => Some(Cow::Borrowed("skipdata")),
+        Some((i, _)) => return Err(bad_at("log-status", i)),
     };
-    let direction = match get(Slot::FlowDirection) {
+    row.direction = match get(Slot::FlowDirection) {
         None => None,
-        Some("ingress") => Some(Cow::Borrowed("inbound")),
-        Some("egress") => Some(Cow::Borrowed("outbound")),
-        Some(v) => return Err(bad("flow-direction", v)),
+        Some((_, b"ingress")) => Some(Cow::Borrowed("inbound")),
+        Some((_, b"egress")) => Some(Cow::Borrowed("outbound")),
+        Some((i, _)) => return Err(bad_at("flow-direction", i)),
     };
-    let traffic_path = match get(Slot::TrafficPath) {
+    row.traffic_path = match get(Slot::TrafficPath) {
         None => None,
-        Some(v) => Some(Cow::Borrowed(match v {
-            "1" => "same_vpc",
-            "2" => "igw_or_gateway_endpoint",
-            "3" => "vgw",
-            "4" => "intra_region_peering",
-            "5" => "inter_region_peering",
-            "6" => "local_gateway",
-            "7" => "gateway_endpoint",
-            "8" => "igw",
-            other => return Err(bad("traffic-path", other)),
+        Some((i, v)) => Some(Cow::Borrowed(match v {
+            b"1" => "same_vpc",
+            b"2" => "igw_or_gateway_endpoint",
+            b"3" => "vgw",
+            b"4" => "intra_region_peering",
+            b"5" => "inter_region_peering",
+            b"6" => "local_gateway",
+            b"7" => "gateway_endpoint",
+            b"8" => "igw",
+            _ => return Err(bad_at("traffic-path", i)),
         })),
     };
-    let encrypted = match get(Slot::Encryption) {
+    row.encrypted = match get(Slot::Encryption) {
         None => None,
-        Some(v) => match parse_u64(v.as_bytes()) {
+        Some((i, v)) => match parse_u64(v) {
             Some(0) => Some(false),
             Some(1..=3) => Some(true),
-            _ => return Err(bad("encryption-status", v)),
+            _ => return Err(bad_at("encryption-status", i)),
         },
     };
 
-    let row = FlowRow {
-        time,
-        end_time: end,
-        account: text(Slot::Account),
-        region: text(Slot::Region),
-        vpc: text(Slot::Vpc),
-        subnet: text(Slot::Subnet),
-        resource: text(Slot::Interface),
-        src_ip,
-        src_port,
-        dst_ip,
-        dst_port,
-        protocol,
-        direction,
-        action,
-        status,
-        bytes: num(Slot::Bytes, "bytes", parse_count)?,
-        packets: num(Slot::Packets, "packets", parse_count)?,
-        tcp_flags: num(Slot::TcpFlags, "tcp-flags", flags)?.map(|v| v as i32),
-        rule: text(Slot::RejectReason),
-        instance: text(Slot::Instance),
-        pkt_src_ip,
-        pkt_dst_ip,
-        src_service: text(Slot::PktSrcService),
-        dst_service: text(Slot::PktDstService),
-        traffic_path,
-        encrypted,
-        ..FlowRow::default()
-    };
-    Ok((row, delivery_time))
+    row.account = text(Slot::Account);
+    row.region = text(Slot::Region);
+    row.vpc = text(Slot::Vpc);
+    row.subnet = text(Slot::Subnet);
+    row.resource = text(Slot::Interface);
+    row.bytes = num(Slot::Bytes, "bytes", parse_count)?;
+    row.packets = num(Slot::Packets, "packets", parse_count)?;
+    row.tcp_flags = num(Slot::TcpFlags, "tcp-flags", flags)?.map(|v| v as i32);
+    row.rule = text(Slot::RejectReason);
+    row.instance = text(Slot::Instance);
+    row.src_service = text(Slot::PktSrcService);
+    row.dst_service = text(Slot::PktDstService);
+    Ok(delivery_time)
 }
 
 /// Confidence that a record is a VPC flow log line: space-separated tokens of the flow log
@@ -772,6 +818,46 @@ mod tests {
         assert_eq!(col_str(b, "traffic_path", 0).as_deref(), Some("same_vpc"));
         assert_eq!(out.counts().unmapped.get("aws-vpcflow: az-id"), Some(&1));
         assert_eq!(out.counts().unmapped.get("aws-vpcflow: type"), Some(&1));
+    }
+
+    #[test]
+    fn split_spaces_matches_a_plain_split() {
+        // Every split position relative to the 8-byte words, runs of spaces, other bytes.
+        let mut lines: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b" ".to_vec(),
+            b"        ".to_vec(),
+            b"a".to_vec(),
+            b"  a  b   ".to_vec(),
+            b"\t\x00\xff \x80\xa0 \xe2\x80\x80x".to_vec(),
+            FORMAT.example.as_bytes().to_vec(),
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..40 {
+            for _ in 0..20 {
+                let line = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        [b' ', b'a', b'-', 0x20 ^ 0x80, 0xa0][(state % 5) as usize]
+                    })
+                    .collect();
+                lines.push(line);
+            }
+        }
+        for line in &lines {
+            let expected: Vec<&[u8]> =
+                line.split(|&b| b == b' ').filter(|t| !t.is_empty()).collect();
+            let mut spans = Spans::new();
+            split_spaces(line, &mut spans).expect("at most 64 fields");
+            let got: Vec<&[u8]> = spans.iter().map(|&(s, e)| &line[s..e]).collect();
+            assert_eq!(got, expected, "{line:?}");
+        }
+        let wide = "x ".repeat(MAX_FIELDS + 1);
+        assert!(split_spaces(wide.as_bytes(), &mut Spans::new()).is_err());
+        let full = "x ".repeat(MAX_FIELDS);
+        assert!(split_spaces(full.as_bytes(), &mut Spans::new()).is_ok());
     }
 
     #[test]
