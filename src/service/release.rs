@@ -7,7 +7,8 @@
 //! idempotent (`write_alerts` merges into the stored state), so a restart that raises the same
 //! alert again changes nothing.
 //!
-//! `hand_over` is the one place where alerts reach on-call delivery ([`OnCall`]).
+//! `hand_over` is the one place where alerts reach on-call delivery ([`OnCall`]); it runs as
+//! its own task behind a bounded queue, so the outbox's fsyncs never delay the SIEM feed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,14 +30,17 @@ use crate::oncall::LakeSink;
 /// On-call delivery inside the service: the runbooks crate's [`Dispatcher`] over the lake
 /// (`crate::oncall`), configured by the `[oncall]` section (absent: the defaults — each alert
 /// to its runbook owner as an `.eml` file in the outbox, nothing sent anywhere).
-/// [`Dispatcher::submit`] queues durably and returns at once; a background task delivers
-/// (retries, escalations, lifecycle steps to `alert_events`) every `delivery.poll_interval`
-/// and right after each submission.
+/// [`Dispatcher::submit`] queues durably (an fsync'd file per message); a background thread
+/// delivers (retries, escalations, lifecycle steps to `alert_events`) every
+/// `delivery.poll_interval` and right after each submission. The outbox does blocking file IO
+/// and fsyncs: delivery runs on its own thread and runtime, and submissions on a blocking
+/// thread, so a burst of alerts never stalls the sources, commits and `/metrics` on the IO
+/// runtime.
 pub(crate) struct OnCall {
     dispatcher: Option<Dispatcher>,
     wake: Arc<Notify>,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl OnCall {
@@ -44,7 +48,7 @@ impl OnCall {
     pub(crate) fn start(ctx: &Ctx, catalog: Option<Catalog>) -> Result<OnCall> {
         let wake = Arc::new(Notify::new());
         let Some(catalog) = catalog else {
-            return Ok(OnCall { dispatcher: None, wake, stop: None, task: None });
+            return Ok(OnCall { dispatcher: None, wake, stop: None, thread: None });
         };
         let config = oncall_config(ctx.config.oncall.as_ref(), &ctx.lake)?;
         let poll = config.delivery.poll_interval;
@@ -54,25 +58,36 @@ impl OnCall {
             Dispatcher::new(config, catalog, clock, sink).context("oncall: starting delivery")?;
         tracing::info!(outbox = %dispatcher.outbox_dir().display(), channels = ?dispatcher.channels(), "on-call delivery");
         let (stop, mut stopped) = oneshot::channel::<()>();
-        let task = {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("oncall: starting the delivery runtime")?;
+        let thread = {
             let d = dispatcher.clone();
             let wake = wake.clone();
             let metrics = ctx.metrics.clone();
-            tokio::spawn(async move {
-                loop {
-                    match d.tick().await {
-                        Ok(r) => count(&metrics, &r),
-                        Err(e) => tracing::warn!(error = %e, "on-call delivery round failed"),
-                    }
-                    tokio::select! {
-                        _ = &mut stopped => return,
-                        () = wake.notified() => {}
-                        () = tokio::time::sleep(poll) => {}
-                    }
-                }
-            })
+            std::thread::Builder::new()
+                .name("ztlake-oncall".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        loop {
+                            match d.tick().await {
+                                Ok(r) => count(&metrics, &r),
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "on-call delivery round failed")
+                                }
+                            }
+                            tokio::select! {
+                                _ = &mut stopped => return,
+                                () = wake.notified() => {}
+                                () = tokio::time::sleep(poll) => {}
+                            }
+                        }
+                    });
+                })
+                .context("oncall: starting the delivery thread")?
         };
-        Ok(OnCall { dispatcher: Some(dispatcher), wake, stop: Some(stop), task: Some(task) })
+        Ok(OnCall { dispatcher: Some(dispatcher), wake, stop: Some(stop), thread: Some(thread) })
     }
 
     /// Stop the background rounds, then deliver what is due (bounded) before the exit; what
@@ -81,15 +96,21 @@ impl OnCall {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        if let Some(d) = &self.dispatcher {
-            match tokio::time::timeout(Duration::from_secs(30), d.drain()).await {
-                Ok(Ok(r)) => count(metrics, &r),
-                Ok(Err(e)) => tracing::warn!(error = %e, "final on-call delivery failed"),
-                Err(_) => tracing::warn!("final on-call delivery timed out; the outbox keeps it"),
-            }
+        let Some(d) = self.dispatcher.take() else { return };
+        // On a blocking thread with its own runtime, as the rounds ran; what is not done
+        // within the bound stays in the outbox (the process exits meanwhile).
+        let drained = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(d.drain()).map_err(anyhow::Error::from)
+        });
+        match tokio::time::timeout(Duration::from_secs(30), drained).await {
+            Ok(Ok(Ok(r))) => count(metrics, &r),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "final on-call delivery failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "final on-call delivery task failed"),
+            Err(_) => tracing::warn!("final on-call delivery timed out; the outbox keeps it"),
         }
     }
 }
@@ -119,16 +140,34 @@ fn count(metrics: &Metrics, r: &TickReport) {
     }
 }
 
-/// Hand released alerts to on-call delivery (durably queued in the outbox before this returns).
-fn hand_over(oncall: &OnCall, alerts: &[Raised]) {
-    let Some(d) = &oncall.dispatcher else { return };
-    for (alert, _) in alerts {
-        if let Err(e) = d.submit(alert) {
-            // The alert is in the lake and the SIEM feed; the outbox write failed.
-            tracing::error!(alert = %alert.alert_id, error = %e, "alert not queued for on-call delivery");
+/// Hand released alerts to on-call delivery until `queue` closes: each is durably queued in
+/// the outbox (on a blocking thread: the outbox fsyncs every message), then delivery is woken.
+/// Its own task, so a burst of alerts waiting for the outbox never delays the SIEM feed of the
+/// next ones.
+async fn hand_over(
+    dispatcher: Option<Dispatcher>,
+    wake: Arc<Notify>,
+    mut queue: mpsc::Receiver<Vec<Raised>>,
+) {
+    while let Some(mut alerts) = queue.recv().await {
+        while let Ok(more) = queue.try_recv() {
+            alerts.extend(more);
         }
+        let Some(d) = dispatcher.clone() else { continue };
+        let queued = tokio::task::spawn_blocking(move || {
+            for (alert, _) in &alerts {
+                if let Err(e) = d.submit(alert) {
+                    // The alert is in the lake and the SIEM feed; the outbox write failed.
+                    tracing::error!(alert = %alert.alert_id, error = %e, "alert not queued for on-call delivery");
+                }
+            }
+        })
+        .await;
+        if let Err(e) = queued {
+            tracing::error!(error = %e, "on-call hand-over task failed");
+        }
+        wake.notify_one();
     }
-    oncall.wake.notify_one();
 }
 
 /// Release alerts arriving on `rx` until it closes; then drain delivery and the lake writer.
@@ -139,6 +178,9 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let (writes, queue) = mpsc::channel::<Vec<Alert>>(64);
     let writer = tokio::spawn(write_loop(ctx.clone(), queue));
+    let (handovers, handover_queue) = mpsc::channel::<Vec<Raised>>(64);
+    let handing =
+        tokio::spawn(hand_over(oncall.dispatcher.clone(), oncall.wake.clone(), handover_queue));
     while let Some(alerts) = rx.recv().await {
         let mut per_rule: BTreeMap<&str, u64> = BTreeMap::new();
         for (a, _) in &alerts {
@@ -157,11 +199,15 @@ pub(crate) async fn run(
                 Err(e) => tracing::warn!(error = %e, "SIEM feed task failed"),
             }
         }
-        hand_over(&oncall, &alerts);
-        let states: Vec<Alert> = alerts.into_iter().map(|(a, _)| a).collect();
+        let states: Vec<Alert> = alerts.iter().map(|(a, _)| a.clone()).collect();
+        handovers.send(alerts).await.context("the on-call hand-over stopped")?;
         writes.send(states).await.context("the alert writer stopped")?;
     }
+    drop(handovers);
     drop(writes);
+    if let Err(e) = handing.await {
+        tracing::error!(error = %e, "on-call hand-over task failed");
+    }
     // The alerts table first: the lifecycle steps of delivery refer to its rows.
     let written = writer.await.context("alert writer task")?;
     oncall.drain(&ctx.metrics).await;
