@@ -220,16 +220,21 @@ pub async fn deliver_since(
     deliver(&d, &changed).await
 }
 
+/// Alerts submitted to the outbox in one exclusive section.
+const SUBMIT_CHUNK: usize = 2_000;
+
 /// Submit `alerts` to `d` and deliver what is due.
 ///
 /// # Errors
 /// The outbox cannot be written.
 pub async fn deliver(d: &Dispatcher, alerts: &[Alert]) -> Result<Delivery> {
     let mut out = Delivery { outbox: d.outbox_dir().to_path_buf(), ..Delivery::default() };
-    for alert in alerts {
-        let s = d.submit(alert)?;
-        out.alerts += 1;
-        out.queued += s.queued;
+    // In chunks: each is one exclusive section of the outbox, its files synced together.
+    for chunk in alerts.chunks(SUBMIT_CHUNK) {
+        for s in d.submit_all(chunk)? {
+            out.alerts += 1;
+            out.queued += s.queued;
+        }
     }
     out.report = d.drain().await?;
     Ok(out)

@@ -7,6 +7,10 @@
 //! projected to those columns (plus `time`, `event_uid` and `provider`, which windows and
 //! alerts need) — a [`Retain`] per table. A table scanned several times (self-joins, subqueries)
 //! keeps the union of the columns and the disjunction of the scans' filters.
+//!
+//! The physical plan is built once too: its window scans read their rows when executed, so
+//! the engine re-executes the same plan (state reset) for every window instead of planning
+//! and optimizing the SQL again each time.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::utils::{conjunction, disjunction, split_conjunction};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use ztlake_normalize::schema::Table;
 
@@ -73,6 +78,8 @@ pub(crate) struct Compiled {
     pub(crate) ctx: SessionContext,
     /// The optimized plan.
     pub(crate) plan: LogicalPlan,
+    /// Its physical plan, executed for every window (reset first: operators keep state).
+    pub(crate) physical: Arc<dyn ExecutionPlan>,
     /// The window table of every canonical table.
     pub(crate) windows: Vec<(Table, Arc<WindowTable>)>,
     /// What is kept of each canonical table the SQL reads.
@@ -100,7 +107,10 @@ fn rule_session(reference: &Reference) -> datafusion::error::Result<(SessionCont
     let config = SessionConfig::new()
         .with_target_partitions(1)
         .with_information_schema(false)
-        .with_batch_size(8192);
+        .with_batch_size(8192)
+        // The physical plan is executed again for every window; dynamic filters would carry
+        // state from one execution into the next.
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
     let ctx = SessionContext::new_with_config(config);
     let mut windows = Vec::new();
     for table in Table::DATA {
@@ -128,7 +138,8 @@ pub(crate) async fn compile(sql: &str, reference: &Reference) -> Result<Compiled
     check_clock_free(&plan)?;
     let plan = state.optimize(&plan).map_err(|e| clean(&e))?;
     let retains = retains_of(&plan, &windows)?;
-    Ok(Compiled { ctx, plan, windows, retains })
+    let physical = state.create_physical_plan(&plan).await.map_err(|e| clean(&e))?;
+    Ok(Compiled { ctx, plan, physical, windows, retains })
 }
 
 /// A DataFusion error as a one-line message.

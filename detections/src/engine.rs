@@ -4,7 +4,8 @@
 //! rule's pushed-down filters ([`crate::compile::Retain`]) are evaluated as DataFusion physical
 //! expressions on the batch, one conjunct at a time on the shrinking batch, and the matching
 //! rows, projected to the columns the rule reads, go to the window (bucket) of their `time`:
-//! `[k·window, (k+1)·window)`, epoch-aligned. Nothing is planned per batch.
+//! `[k·window, (k+1)·window)`, epoch-aligned. Nothing is planned per batch or per window: a
+//! rule's physical plan is built once and re-executed over each window's rows.
 //!
 //! A window closes when the clock passes its end plus the allowed lateness. The clock is the
 //! largest `time` seen in the rule's trigger table ([`Clock::Data`], streaming) or the point up
@@ -25,8 +26,8 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::common::DFSchema;
-use datafusion::dataframe::DataFrame;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::execution_plan::reset_plan_states;
 use ztlake_normalize::schema::Table;
 
 use crate::alert::Alert;
@@ -250,9 +251,11 @@ impl RuleRuntime {
             return Err(Error::shape(&id, "kept rows have no time column"));
         };
         let times = b.column(time_index).as_primitive::<TimestampMicrosecondType>().clone();
-        let mut starts: BTreeMap<i64, usize> = BTreeMap::new();
+        // One pass: the rows of each window, by index (input order kept). A batch spans many
+        // windows when they are short, so no per-window scan of the whole batch.
+        let mut starts: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         let mut late = 0u64;
-        for t in times.iter() {
+        for (row, t) in times.iter().enumerate() {
             let Some(t) = t else { continue };
             let start = align_down(t, self.window);
             if let Some((rlo, rhi)) = self.range
@@ -264,19 +267,24 @@ impl RuleRuntime {
                 late += 1;
                 continue;
             }
-            *starts.entry(start).or_default() += 1;
+            let Ok(row) = u32::try_from(row) else {
+                return Err(Error::shape(&id, "a batch of more than 4 billion rows"));
+            };
+            starts.entry(start).or_default().push(row);
         }
         stats.late_rows += late;
         let inputs = self.inputs.len();
-        let single = starts.len() == 1 && starts.values().sum::<usize>() == b.num_rows();
-        for (start, n) in starts {
-            let piece = if single {
+        for (start, rows) in starts {
+            let n = rows.len();
+            let (Some(&first), Some(&last)) = (rows.first(), rows.last()) else { continue };
+            let piece = if n == b.num_rows() {
                 b.clone()
+            } else if (last - first) as usize + 1 == n {
+                // Ordered input: the window's rows are one run of the batch (no copy).
+                b.slice(first as usize, n)
             } else {
-                let end = start.saturating_add(self.window);
-                let mask: BooleanArray =
-                    times.iter().map(|t| Some(t.is_some_and(|t| t >= start && t < end))).collect();
-                filter_record_batch(&b, &mask)
+                let indices = arrow::array::UInt32Array::from(rows);
+                arrow::compute::take_record_batch(&b, &indices)
                     .map_err(|e| Error::arrow(&id, "splitting windows", e))?
             };
             let bucket = self
@@ -346,8 +354,13 @@ impl RuleRuntime {
                 w.set(batches.clone());
             }
         }
-        let df = DataFrame::new(self.compiled.ctx.state(), self.compiled.plan.clone());
-        let result = df.collect().await;
+        // The plan built at compile time, its operators' state reset: nothing is planned here.
+        let result = match reset_plan_states(Arc::clone(&self.compiled.physical)) {
+            Ok(plan) => {
+                datafusion::physical_plan::collect(plan, self.compiled.ctx.task_ctx()).await
+            }
+            Err(e) => Err(e),
+        };
         for input in &self.inputs {
             if let Some(w) = self.compiled.window(input.table) {
                 w.clear();

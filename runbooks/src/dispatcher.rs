@@ -186,62 +186,77 @@ impl Dispatcher {
     /// [`Error::Outbox`] when the outbox cannot be written (nothing is half-queued: each entry
     /// is written atomically).
     pub fn submit(&self, alert: &Alert) -> Result<Submitted> {
+        let mut reports = self.submit_all(std::slice::from_ref(alert))?;
+        Ok(reports.pop().unwrap_or_default())
+    }
+
+    /// [`Dispatcher::submit`] for many alerts at once: one exclusive section of the outbox,
+    /// whose files are synced together (what `ztlake detect` and `ingest --detect` hand over
+    /// after a run). Returns one report per alert, in order.
+    ///
+    /// # Errors
+    /// [`Error::Outbox`] when the outbox cannot be written (each entry is written atomically;
+    /// the alerts before the failing one stay queued).
+    pub fn submit_all(&self, alerts: &[Alert]) -> Result<Vec<Submitted>> {
         let i = &self.inner;
         let now = i.clock.now();
-        let runbook = i.catalog.get(&alert.runbook).ok();
-        let routed = route(&i.config, alert, runbook.map(|r| r.owner.as_str()));
-        let report = i.outbox.with(|tx| {
-            let mut report = Submitted::default();
-            let stored = tx.alert(&alert.alert_id)?;
-            if routed.is_empty() && stored.is_none() {
-                return Ok(report);
-            }
-            let mut state = stored.unwrap_or_else(|| AlertState {
-                alert_id: alert.alert_id.clone(),
-                alert: alert.clone(),
-                routed_at: now,
-                targets: Vec::new(),
-                level_targets: routed.clone(),
-                level: 0,
-                next_escalation: None,
-                closed: None,
-            });
-            let fresh = state.targets.is_empty();
-            if alert.count >= state.alert.count {
-                state.alert = alert.clone();
-            }
-            for t in &routed {
-                if !state.targets.contains(t) {
-                    state.targets.push(t.clone());
-                }
-            }
-            for target in &state.targets {
-                let kind = if routed.contains(target) {
-                    MessageKind::New
-                } else {
-                    MessageKind::Escalation
-                };
-                for channel in channels_of(&i.config, target) {
-                    if self.upsert(tx, &state.alert, target, &channel, kind, &[], now)? {
-                        report.queued += 1;
-                    } else {
-                        report.unchanged += 1;
-                    }
-                }
-            }
-            if fresh {
-                let after = escalation_after(runbook, alert.severity);
-                state.next_escalation = after
-                    .filter(|_| can_escalate(&i.config, &state.level_targets, &state.targets))
-                    .map(|d| now.saturating_add(micros(d)));
-            }
-            report.targets = state.targets.clone();
-            tx.put_alert(&state)?;
-            Ok(report)
+        let reports = i.outbox.with(|tx| {
+            alerts.iter().map(|alert| self.submit_in(tx, alert, now)).collect::<Result<Vec<_>>>()
         })?;
-        if report.queued > 0 {
+        if reports.iter().any(|r| r.queued > 0) {
             i.wake.notify_waiters();
         }
+        Ok(reports)
+    }
+
+    /// Route `alert` and queue its messages inside `tx`.
+    fn submit_in(&self, tx: &Tx<'_>, alert: &Alert, now: i64) -> Result<Submitted> {
+        let i = &self.inner;
+        let runbook = i.catalog.get(&alert.runbook).ok();
+        let routed = route(&i.config, alert, runbook.map(|r| r.owner.as_str()));
+        let mut report = Submitted::default();
+        let stored = tx.alert(&alert.alert_id)?;
+        if routed.is_empty() && stored.is_none() {
+            return Ok(report);
+        }
+        let mut state = stored.unwrap_or_else(|| AlertState {
+            alert_id: alert.alert_id.clone(),
+            alert: alert.clone(),
+            routed_at: now,
+            targets: Vec::new(),
+            level_targets: routed.clone(),
+            level: 0,
+            next_escalation: None,
+            closed: None,
+        });
+        let fresh = state.targets.is_empty();
+        if alert.count >= state.alert.count {
+            state.alert = alert.clone();
+        }
+        for t in &routed {
+            if !state.targets.contains(t) {
+                state.targets.push(t.clone());
+            }
+        }
+        for target in &state.targets {
+            let kind =
+                if routed.contains(target) { MessageKind::New } else { MessageKind::Escalation };
+            for channel in channels_of(&i.config, target) {
+                if self.upsert(tx, &state.alert, target, &channel, kind, &[], now)? {
+                    report.queued += 1;
+                } else {
+                    report.unchanged += 1;
+                }
+            }
+        }
+        if fresh {
+            let after = escalation_after(runbook, alert.severity);
+            state.next_escalation = after
+                .filter(|_| can_escalate(&i.config, &state.level_targets, &state.targets))
+                .map(|d| now.saturating_add(micros(d)));
+        }
+        report.targets = state.targets.clone();
+        tx.put_alert(&state)?;
         Ok(report)
     }
 

@@ -155,11 +155,12 @@ async fn hand_over(
         }
         let Some(d) = dispatcher.clone() else { continue };
         let queued = tokio::task::spawn_blocking(move || {
-            for (alert, _) in &alerts {
-                if let Err(e) = d.submit(alert) {
-                    // The alert is in the lake and the SIEM feed; the outbox write failed.
-                    tracing::error!(alert = %alert.alert_id, error = %e, "alert not queued for on-call delivery");
-                }
+            // One outbox section (files synced together) per hand-over.
+            let states: Vec<Alert> = alerts.into_iter().map(|(a, _)| a).collect();
+            if let Err(e) = d.submit_all(&states) {
+                // The alerts are in the lake and the SIEM feed; the outbox write failed (those
+                // before the failing one stay queued).
+                tracing::error!(alerts = states.len(), error = %e, "alerts not queued for on-call delivery");
             }
         })
         .await;
