@@ -4,7 +4,6 @@
 //! local directory, object stores a local directory and, when `.ci/run` started them, the S3
 //! and Azure emulators.
 
-mod backlog;
 mod config_check;
 mod crash;
 mod end_to_end;
