@@ -385,13 +385,18 @@ fn parse_source(
         },
     };
     reader.set_framing(to_ingest_framing(framing));
+    // NDJSON and single-line documents are framed by lines, under the JSON size limit.
+    let line_limit = if json {
+        request.read.max_line_len.max(request.read.max_json_len)
+    } else {
+        request.read.max_line_len
+    };
+    reader.set_max_line_len(line_limit);
+    // The limit a too-long record broke, named in its quarantine detail.
     let limit = match framing {
         Framing::Json => request.read.max_json_len,
-        // NDJSON and single-line documents are framed by lines, under the JSON size limit.
-        Framing::Lines if json => request.read.max_line_len.max(request.read.max_json_len),
-        Framing::Lines => request.read.max_line_len,
+        Framing::Lines => line_limit,
     };
-    reader.set_max_line_len(limit);
     let mut info = SourceInfo::lines(key.clone(), input.display.clone());
     info.delivered = delivery_time(&input);
     // Lines every table already holds need not be parsed at all.

@@ -140,14 +140,15 @@ fn count(metrics: &Metrics, r: &TickReport) {
     }
 }
 
-/// Hand released alerts to on-call delivery until `queue` closes: each is durably queued in
-/// the outbox (on a blocking thread: the outbox fsyncs every message), then delivery is woken.
+/// Hand released alerts to on-call delivery until `queue` closes: what is waiting is durably
+/// queued in the outbox in one section (on a blocking thread: the outbox fsyncs its files),
+/// then delivery is woken.
 /// Its own task, so a burst of alerts waiting for the outbox never delays the SIEM feed of the
 /// next ones.
 async fn hand_over(
     dispatcher: Option<Dispatcher>,
     wake: Arc<Notify>,
-    mut queue: mpsc::Receiver<Vec<Raised>>,
+    mut queue: mpsc::Receiver<Vec<Alert>>,
 ) {
     while let Some(mut alerts) = queue.recv().await {
         while let Ok(more) = queue.try_recv() {
@@ -155,12 +156,10 @@ async fn hand_over(
         }
         let Some(d) = dispatcher.clone() else { continue };
         let queued = tokio::task::spawn_blocking(move || {
-            // One outbox section (files synced together) per hand-over.
-            let states: Vec<Alert> = alerts.into_iter().map(|(a, _)| a).collect();
-            if let Err(e) = d.submit_all(&states) {
+            if let Err(e) = d.submit_all(&alerts) {
                 // The alerts are in the lake and the SIEM feed; the outbox write failed (those
                 // before the failing one stay queued).
-                tracing::error!(alerts = states.len(), error = %e, "alerts not queued for on-call delivery");
+                tracing::error!(alerts = alerts.len(), error = %e, "alerts not queued for on-call delivery");
             }
         })
         .await;
@@ -179,7 +178,7 @@ pub(crate) async fn run(
 ) -> Result<()> {
     let (writes, queue) = mpsc::channel::<Vec<Alert>>(64);
     let writer = tokio::spawn(write_loop(ctx.clone(), queue));
-    let (handovers, handover_queue) = mpsc::channel::<Vec<Raised>>(64);
+    let (handovers, handover_queue) = mpsc::channel::<Vec<Alert>>(64);
     let handing =
         tokio::spawn(hand_over(oncall.dispatcher.clone(), oncall.wake.clone(), handover_queue));
     while let Some(alerts) = rx.recv().await {
@@ -200,8 +199,8 @@ pub(crate) async fn run(
                 Err(e) => tracing::warn!(error = %e, "SIEM feed task failed"),
             }
         }
-        let states: Vec<Alert> = alerts.iter().map(|(a, _)| a.clone()).collect();
-        handovers.send(alerts).await.context("the on-call hand-over stopped")?;
+        let states: Vec<Alert> = alerts.into_iter().map(|(a, _)| a).collect();
+        handovers.send(states.clone()).await.context("the on-call hand-over stopped")?;
         writes.send(states).await.context("the alert writer stopped")?;
     }
     drop(handovers);
