@@ -44,7 +44,8 @@ fi
 echo "== DuckDB $("$PY" -c 'import duckdb; print(duckdb.__version__)') read_json → Parquet (2 threads)"
 # Two peer queries on the same file. "full" writes the columns ztlake writes, including the two
 # every canonical row carries: `source` (path:line) and `event_uid` (a hash of that position) —
-# DuckDB gives the line number only through WITH ORDINALITY. "subset" leaves both out.
+# DuckDB gives the line number only through WITH ORDINALITY, and hex() is its cheapest way to
+# print a hash. "subset" leaves both out.
 read -r DUCK_FULL DUCK_SUBSET < <("$PY" - "$INPUT" "$WORK/duckdb-entra.parquet" <<'PY'
 import sys, time, duckdb
 src, dst = sys.argv[1], sys.argv[2]
@@ -65,7 +66,7 @@ select = """CAST("time" AS TIMESTAMP) AS time, 'azure' AS provider, tenantId AS 
   correlationId AS session_id, category AS event"""
 queries = [
     f"""SELECT {select}, '{src}:' || ordinality AS source,
-          printf('%016x', hash('{src}', ordinality)) AS event_uid
+          hex(hash('{src}', ordinality)) AS event_uid
         FROM read_json('{src}', format = 'newline_delimited') WITH ORDINALITY""",
     f"SELECT {select} FROM read_json('{src}', format = 'newline_delimited')",
 ]
