@@ -31,6 +31,8 @@ use crate::values::{
     canonical_ip, micros_from_secs, parse_count, parse_port, parse_protocol, parse_u64,
 };
 
+use super::common::{flow_line_spaces, mentions_tgw};
+
 /// Format name.
 pub const NAME: &str = "aws-tgwflow";
 
@@ -465,25 +467,7 @@ fn sniff(record: &[u8]) -> u8 {
     if !(first.is_ascii_alphanumeric() || first == b'-' || first == b'$') || record.len() > 4096 {
         return 0;
     }
-    let mut spaces = 0;
-    for &b in record {
-        match b {
-            b' ' => spaces += 1,
-            b'a'..=b'z'
-            | b'A'..=b'Z'
-            | b'0'..=b'9'
-            | b'.'
-            | b':'
-            | b'-'
-            | b'_'
-            | b'/'
-            | b'$'
-            | b'{'
-            | b'}' => {}
-            _ => return 0,
-        }
-    }
-    if spaces < 3 || !crate::json::contains(record, b"tgw-") {
+    if flow_line_spaces(record).is_none_or(|spaces| spaces < 3) || !mentions_tgw(record) {
         return 0;
     }
     if record.starts_with(b"version ") || record.starts_with(b"${") { 96 } else { 90 }

@@ -26,6 +26,8 @@ use crate::values::{
     parse_u64,
 };
 
+use super::common::{flow_line_spaces, mentions_tgw};
+
 /// Format name.
 pub const NAME: &str = "aws-vpcflow";
 
@@ -613,30 +615,12 @@ fn sniff(record: &[u8]) -> u8 {
     if !(first.is_ascii_alphanumeric() || first == b'-') || record.len() > 4096 {
         return 0;
     }
-    let mut spaces = 0;
-    for &b in record {
-        match b {
-            b' ' => spaces += 1,
-            b'a'..=b'z'
-            | b'A'..=b'Z'
-            | b'0'..=b'9'
-            | b'.'
-            | b':'
-            | b'-'
-            | b'_'
-            | b'/'
-            | b'$'
-            | b'{'
-            | b'}' => {}
-            _ => return 0,
-        }
-    }
-    if spaces < 3 {
+    if flow_line_spaces(record).is_none_or(|spaces| spaces < 3) {
         return 0;
     }
     // Transit Gateway flow logs share the character set; their `tgw-` ids and field names
     // belong to aws-tgwflow.
-    if crate::json::contains(record, b"tgw-") {
+    if mentions_tgw(record) {
         return 30;
     }
     if first.is_ascii_digit() || first == b'-' {
