@@ -477,9 +477,30 @@ fn alert_latency(
     tpl.add_partition_offset("alerts", 0, Offset::End)?;
     consumer.assign(&tpl)?;
 
+    // The load starts once the service reads the topic: its consumer joins the group first
+    // (the broker's initial rebalance delay, 3 s), and records produced meanwhile would measure
+    // the join and the catch-up after it, not the latency under steady load. One ordinary
+    // record primes it.
+    let p = producer(bootstrap)?;
+    let steady = "ztlake_kafka_messages_total{topic=\"steady\"}";
+    let joining = Instant::now();
+    if let Some(line) = lines.first() {
+        send(&p, "steady", 0, line);
+        p.flush(Duration::from_secs(30))?;
+    }
+    while service.metric(steady) < 1.0 {
+        if joining.elapsed() > Duration::from_secs(60) {
+            bail!("the service did not read the steady topic within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "the service reads the topic after {:.2} s (the consumer group join); the load starts",
+        joining.elapsed().as_secs_f64()
+    );
+
     let (sent_tx, sent_rx) = std::sync::mpsc::channel::<(String, Instant)>();
     let triggers = seconds * 10;
-    let p = producer(bootstrap)?;
     let owned: Vec<Vec<u8>> = lines.iter().map(|l| l.to_vec()).collect();
     let feeder = std::thread::spawn(move || -> Result<(u64, f64)> {
         let per_tick = (rate / 100).max(1) as usize; // every 10 ms
@@ -511,7 +532,8 @@ fn alert_latency(
         }
         let took = start.elapsed().as_secs_f64();
         p.flush(Duration::from_secs(120))?;
-        Ok((next as u64 + seconds * 10, took))
+        // + the priming record.
+        Ok((next as u64 + seconds * 10 + 1, took))
     });
 
     let mut sent: std::collections::HashMap<String, Instant> = Default::default();
@@ -553,7 +575,6 @@ fn alert_latency(
     }
     // Give the service a little time for the tail of the load.
     let settle = Instant::now() + Duration::from_secs(30);
-    let steady = "ztlake_kafka_messages_total{topic=\"steady\"}";
     while service.metric(steady) < produced as f64 && Instant::now() < settle {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -10,7 +10,7 @@
 //! - [`run_streaming`]: collects every `alert_check`, holds each collection until every
 //!   generation it saw is committed to the lake (asking those sources to flush at once, so an
 //!   alert waits for one commit, not for the flush interval), then releases it: metrics, SIEM
-//!   feed, on-call delivery, and the `alerts` table (written by a background task, coalesced).
+//!   feed, on-call delivery, and the `alerts` table (written by its own thread, coalesced).
 //! - [`spawn_scheduled`]: every `scheduled_check`, each scheduled rule whose next run (a
 //!   multiple of its `interval`) has come runs over the lake (`[run − lookback, run)`), on its
 //!   own thread and runtime; its alerts are released at once (the lake holds their rows).
@@ -122,8 +122,11 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
     };
     let mut emitted: HashMap<String, Alert> = HashMap::new();
     let mut watermarks: HashMap<usize, u64> = HashMap::new();
+    // Busy time of the thread, logged at debug level every few seconds.
+    let mut busy = (Duration::ZERO, Duration::ZERO, 0u64, std::time::Instant::now());
     runtime.block_on(async {
         while let Some(cmd) = rx.recv().await {
+            let started = std::time::Instant::now();
             match cmd {
                 Cmd::Push { source, generation, table, batch } => {
                     let w = watermarks.entry(source).or_insert(0);
@@ -131,12 +134,15 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
                     if let Err(e) = engine.push(table, &batch).await {
                         tracing::error!(error = %e, %table, "streaming rule evaluation failed; batch skipped");
                     }
+                    busy.0 += started.elapsed();
+                    busy.2 += batch.num_rows() as u64;
                 }
                 Cmd::Collect(reply) => {
                     if let Err(e) = engine.evaluate_due().await {
                         tracing::error!(error = %e, "streaming rule evaluation failed");
                     }
                     let _ = reply.send(changes(&engine, &mut emitted, &watermarks));
+                    busy.1 += started.elapsed();
                 }
                 Cmd::Finish(reply) => {
                     if let Err(e) = engine.flush().await {
@@ -144,6 +150,16 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
                     }
                     let _ = reply.send(changes(&engine, &mut emitted, &watermarks));
                 }
+            }
+            if busy.3.elapsed() >= Duration::from_secs(2) {
+                tracing::debug!(
+                    rows = busy.2,
+                    push_ms = busy.0.as_millis(),
+                    collect_ms = busy.1.as_millis(),
+                    over_ms = busy.3.elapsed().as_millis(),
+                    "streaming rules busy"
+                );
+                busy = (Duration::ZERO, Duration::ZERO, 0, std::time::Instant::now());
             }
         }
     });

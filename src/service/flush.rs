@@ -51,6 +51,26 @@ pub(crate) struct Generation {
     pub(crate) objects: Vec<ObjectEntry>,
     /// Rows kept for the SIEM feed until the commit.
     held: Vec<(Table, RecordBatch)>,
+    /// Where the generation's time went (logged at debug level once it is committed).
+    pub(crate) times: StageTimes,
+}
+
+/// Wall time a generation spent in each stage (summed over its batches).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StageTimes {
+    /// Parsing on the blocking thread, from hand-off to return (includes the two waits below).
+    pub(crate) parse: Duration,
+    /// Waiting for room in the streaming rules' queue.
+    pub(crate) detect_wait: Duration,
+    /// Handing batches to the table writers.
+    pub(crate) write: Duration,
+    /// Parsing itself, on the blocking thread (`parse` minus this: waiting for a thread and
+    /// for the loop to be scheduled again).
+    pub(crate) parse_inner: Duration,
+    /// The source loop waiting for the consumer's next batch.
+    pub(crate) idle: Duration,
+    /// Batches parsed.
+    pub(crate) batches: u64,
 }
 
 impl Generation {
@@ -149,7 +169,9 @@ pub(crate) fn deliver(
     let index = table as usize;
     if table != Table::Quarantine {
         if let Some(d) = &ctx.detector {
+            let waited = Instant::now();
             d.push(source, generation.id, table, batch.clone())?;
+            generation.times.detect_wait += waited.elapsed();
         }
         if ctx.siem.as_ref().is_some_and(|s| s.wants(table)) {
             generation.held.push((table, batch.clone()));
@@ -161,7 +183,9 @@ pub(crate) fn deliver(
         *slot = Some(ctx.lake.writer(table, ctx.config.lake.writer.clone())?);
     }
     if let Some(w) = slot.as_mut() {
+        let started = Instant::now();
         w.write(batch).with_context(|| format!("writing {table} data files"))?;
+        generation.times.write += started.elapsed();
     }
     Ok(())
 }
@@ -193,7 +217,7 @@ pub(crate) fn spawn_committer(ctx: Arc<Ctx>, name: String) -> mpsc::Sender<Job> 
     tokio::spawn(async move {
         while let Some(job) = rx.recv().await {
             let Job { generation, txns, counts, decided, reply } = job;
-            let result = commit(&ctx, &name, generation, txns, &counts)
+            let result = commit(&ctx, &name, generation, txns, &counts, decided)
                 .await
                 .map(|(spans, objects, id)| Done { gen_id: id, spans, objects, decided });
             let failed = result.is_err();
@@ -214,7 +238,9 @@ async fn commit(
     mut generation: Generation,
     txns: [Vec<Txn>; 4],
     counts: &Counts,
+    decided: Instant,
 ) -> Result<Committed> {
+    let started = Instant::now();
     // Close the data files (blocking: encoders finish their row groups).
     let writers = std::mem::take(&mut generation.writers);
     let files: Vec<(Table, Vec<DataFile>)> = tokio::task::spawn_blocking(move || {
@@ -231,6 +257,7 @@ async fn commit(
     })
     .await
     .context("data file task")??;
+    let finished = Instant::now();
     let mut pending: Vec<(Table, Vec<DataFile>, Vec<Txn>)> =
         files.into_iter().zip(txns).map(|((table, files), txns)| (table, files, txns)).collect();
     let mut info = serde_json::Map::new();
@@ -283,6 +310,7 @@ async fn commit(
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
+    let committed = Instant::now();
     for (table, n) in &counts.rows {
         ctx.metrics.rows_out(table, *n);
     }
@@ -299,6 +327,25 @@ async fn commit(
                 .context("SIEM feed task")??;
         }
     }
+    let t = generation.times;
+    tracing::debug!(
+        source = name,
+        generation = generation.id,
+        records = generation.records,
+        rows = generation.rows,
+        age_ms = generation.started.map_or(0, |s| s.elapsed().as_millis()),
+        batches = t.batches,
+        idle_ms = t.idle.as_millis(),
+        parse_ms = t.parse.as_millis(),
+        parse_inner_ms = t.parse_inner.as_millis(),
+        detect_wait_ms = t.detect_wait.as_millis(),
+        write_ms = t.write.as_millis(),
+        queued_ms = started.duration_since(decided).as_millis(),
+        finish_ms = finished.duration_since(started).as_millis(),
+        commit_ms = committed.duration_since(finished).as_millis(),
+        siem_ms = committed.elapsed().as_millis(),
+        "generation committed"
+    );
     Ok((
         std::mem::take(&mut generation.spans),
         std::mem::take(&mut generation.objects),

@@ -114,6 +114,7 @@ impl KafkaLoop {
             if *shutdown.borrow() {
                 return Ok(());
             }
+            let waiting = Instant::now();
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return Ok(()),
@@ -122,7 +123,7 @@ impl KafkaLoop {
                     self.acknowledge(done?).await;
                 }
                 event = self.source.next_event() => match event {
-                    Some(KafkaEvent::Batch(batch)) => self.batch(batch).await?,
+                    Some(KafkaEvent::Batch(batch)) => self.batch(batch, waiting.elapsed()).await?,
                     Some(KafkaEvent::Assigned(a)) => self.assigned(a).await?,
                     Some(KafkaEvent::Revoked(r)) => self.revoked(r).await?,
                     Some(KafkaEvent::Failed(e)) => {
@@ -152,7 +153,7 @@ impl KafkaLoop {
         flushed.and(drained)
     }
 
-    async fn batch(&mut self, batch: MessageBatch) -> Result<()> {
+    async fn batch(&mut self, batch: MessageBatch, waited: Duration) -> Result<()> {
         let mut topics: HashMap<&str, u64> = HashMap::new();
         for m in &batch.messages {
             *topics.entry(&*m.topic).or_default() += 1;
@@ -161,12 +162,19 @@ impl KafkaLoop {
             self.ctx.metrics.messages_in(topic, n);
         }
         let mut work = self.work.take().context("parse state lost")?;
-        let (work, result) = tokio::task::spawn_blocking(move || {
+        let handed = Instant::now();
+        let (mut work, result) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let r = parse_batch(&mut work, &batch);
+            work.stage.generation.times.parse_inner += started.elapsed();
             (work, r)
         })
         .await
         .context("parse thread")?;
+        let times = &mut work.stage.generation.times;
+        times.parse += handed.elapsed();
+        times.idle += waited;
+        times.batches += 1;
         self.work = Some(work);
         let records = result?;
         self.ctx.metrics.records_in(&self.name, records);
@@ -300,10 +308,18 @@ impl KafkaLoop {
         }
         let txns = txns_for(&generation.positions, &mut self.recorded);
         let (reply, rx) = oneshot::channel();
+        let (id, sealed) = (generation.id, Instant::now());
         self.committer
             .send(Job { generation, txns, counts, decided, reply })
             .await
             .map_err(|_| anyhow::anyhow!("{}: the committer stopped", self.name))?;
+        tracing::debug!(
+            source = %self.name,
+            generation = id,
+            seal_ms = sealed.duration_since(decided).as_millis(),
+            slot_wait_ms = sealed.elapsed().as_millis(),
+            "generation sealed"
+        );
         self.inflight.push_back(rx);
         Ok(())
     }
@@ -322,10 +338,18 @@ impl KafkaLoop {
         self.source.mark_durable(&done.spans);
         self.ctx.progress.committed(self.id, done.gen_id);
         self.ctx.metrics.flushed(&self.name, done.decided.elapsed());
+        let started = Instant::now();
         if let Err(e) = self.source.commit().await {
             // Retryable: the next commit covers the same offsets; the lake is the truth.
             tracing::warn!(source = %self.name, error = %e, "offset commit failed");
         }
+        tracing::debug!(
+            source = %self.name,
+            generation = done.gen_id,
+            offset_commit_ms = started.elapsed().as_millis(),
+            since_flush_ms = done.decided.elapsed().as_millis(),
+            "generation acknowledged"
+        );
     }
 
     /// Every 5 s: per owned partition, high watermark minus the end of the durable prefix.

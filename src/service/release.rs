@@ -2,7 +2,8 @@
 //! the SIEM feed (OCSF Detection Finding), handed to on-call delivery, and merged into the
 //! `alerts` table (with its `raised` / `updated` lifecycle events).
 //!
-//! The lake write runs in its own task behind a bounded queue and coalesces the states queued
+//! The lake write runs on its own thread (own runtime: its DataFusion MERGEs never occupy the
+//! IO runtime the sources need) behind a bounded queue and coalesces the states queued
 //! meanwhile (latest per `alert_id`), so a slow MERGE never delays delivery; writes are
 //! idempotent (`write_alerts` merges into the stored state), so a restart that raises the same
 //! alert again changes nothing.
@@ -71,8 +72,18 @@ impl OnCall {
                 .spawn(move || {
                     runtime.block_on(async move {
                         loop {
+                            let started = std::time::Instant::now();
                             match d.tick().await {
-                                Ok(r) => count(&metrics, &r),
+                                Ok(r) => {
+                                    count(&metrics, &r);
+                                    if r.delivered > 0 {
+                                        tracing::debug!(
+                                            delivered = r.delivered,
+                                            ms = started.elapsed().as_millis(),
+                                            "on-call delivery round"
+                                        );
+                                    }
+                                }
                                 Err(e) => {
                                     tracing::warn!(error = %e, "on-call delivery round failed")
                                 }
@@ -155,6 +166,7 @@ async fn hand_over(
             alerts.extend(more);
         }
         let Some(d) = dispatcher.clone() else { continue };
+        let (started, n) = (std::time::Instant::now(), alerts.len());
         let queued = tokio::task::spawn_blocking(move || {
             if let Err(e) = d.submit_all(&alerts) {
                 // The alerts are in the lake and the SIEM feed; the outbox write failed (those
@@ -166,6 +178,11 @@ async fn hand_over(
         if let Err(e) = queued {
             tracing::error!(error = %e, "on-call hand-over task failed");
         }
+        tracing::debug!(
+            alerts = n,
+            ms = started.elapsed().as_millis(),
+            "alerts queued in the outbox"
+        );
         wake.notify_one();
     }
 }
@@ -177,7 +194,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Vec<Raised>>,
 ) -> Result<()> {
     let (writes, queue) = mpsc::channel::<Vec<Alert>>(64);
-    let writer = tokio::spawn(write_loop(ctx.clone(), queue));
+    let writer = spawn_writer(ctx.clone(), queue)?;
     let (handovers, handover_queue) = mpsc::channel::<Vec<Alert>>(64);
     let handing =
         tokio::spawn(hand_over(oncall.dispatcher.clone(), oncall.wake.clone(), handover_queue));
@@ -193,11 +210,16 @@ pub(crate) async fn run(
         if let Some(siem) = &ctx.siem {
             let siem = siem.clone();
             let batch = alerts.clone();
+            let started = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || siem.publish_alerts(&batch)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "alerts not published to the SIEM feed"),
                 Err(e) => tracing::warn!(error = %e, "SIEM feed task failed"),
             }
+            tracing::debug!(
+                ms = started.elapsed().as_millis(),
+                "alerts published to the SIEM feed"
+            );
         }
         let states: Vec<Alert> = alerts.into_iter().map(|(a, _)| a).collect();
         handovers.send(states.clone()).await.context("the on-call hand-over stopped")?;
@@ -209,9 +231,30 @@ pub(crate) async fn run(
         tracing::error!(error = %e, "on-call hand-over task failed");
     }
     // The alerts table first: the lifecycle steps of delivery refer to its rows.
-    let written = writer.await.context("alert writer task")?;
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .context("alert writer task")?
+        .map_err(|_| anyhow::anyhow!("the alert writer thread panicked"))?;
     oncall.drain(&ctx.metrics).await;
     written
+}
+
+/// Start [`write_loop`] on its own thread with a single-threaded runtime: its reads and
+/// MERGEs run DataFusion plans, which would otherwise occupy the IO runtime's workers that the
+/// sources, the committers and `/metrics` need (an alert storm raises hundreds of alerts per
+/// second under a backlog).
+fn spawn_writer(
+    ctx: Arc<Ctx>,
+    queue: mpsc::Receiver<Vec<Alert>>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the alert writer runtime")?;
+    std::thread::Builder::new()
+        .name("ztlake-alerts".into())
+        .spawn(move || runtime.block_on(write_loop(ctx, queue)))
+        .context("starting the alert writer thread")
 }
 
 /// Write alert states to the lake, coalescing what queued meanwhile; retries with backoff.
@@ -229,6 +272,7 @@ async fn write_loop(ctx: Arc<Ctx>, mut queue: mpsc::Receiver<Vec<Alert>>) -> Res
         let alerts: Vec<Alert> = latest.into_values().collect();
         let mut backoff = Duration::from_millis(200);
         let mut attempts = 0;
+        let started = std::time::Instant::now();
         loop {
             attempts += 1;
             match crate::alerts::write_alerts(&ctx.lake, &alerts).await {
@@ -237,6 +281,7 @@ async fn write_loop(ctx: Arc<Ctx>, mut queue: mpsc::Receiver<Vec<Alert>>) -> Res
                         new = w.new,
                         updated = w.updated,
                         events = w.events,
+                        ms = started.elapsed().as_millis(),
                         "alerts written"
                     );
                     break;
