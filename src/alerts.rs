@@ -6,6 +6,7 @@
 //! ([`Alert::merge`]); unchanged alerts are not written, and events whose `event_id` is already
 //! stored are not appended — re-running `ztlake detect` over the same range writes nothing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{Context as _, Result};
@@ -113,6 +114,15 @@ pub async fn append_events(lake: &Lake, events: Vec<AlertEvent>) -> Result<usize
 /// Write `alerts` to the lake: merged with the stored state, upserted by `alert_id`, with a
 /// `raised` event for new alerts and an `updated` event for changed ones.
 pub async fn write_alerts(lake: &Lake, alerts: &[Alert]) -> Result<AlertWrite> {
+    write_some(lake, alerts.iter().map(Cow::Borrowed).collect()).await
+}
+
+/// [`write_alerts`] of alerts the caller no longer needs (new alerts are not copied).
+pub async fn write_owned_alerts(lake: &Lake, alerts: Vec<Alert>) -> Result<AlertWrite> {
+    write_some(lake, alerts.into_iter().map(Cow::Owned).collect()).await
+}
+
+async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWrite> {
     let mut report = AlertWrite::default();
     if alerts.is_empty() {
         return Ok(report);
@@ -125,14 +135,14 @@ pub async fn write_alerts(lake: &Lake, alerts: &[Alert]) -> Result<AlertWrite> {
     for alert in alerts {
         match stored.get(&alert.alert_id) {
             None => {
-                let mut a = alert.clone();
+                let mut a = alert.into_owned();
                 a.updated = now;
                 events.push(AlertEvent::raised(&a, now));
                 rows.push(a);
                 report.new += 1;
             }
             Some(old) => {
-                let mut merged = old.merge(alert);
+                let mut merged = old.merge(&alert);
                 if merged.same_state(old) {
                     report.unchanged += 1;
                     continue;

@@ -30,7 +30,7 @@ use ztlake_normalize::format::{
 use ztlake_normalize::{Counts, Output, Reason, Record, SourceInfo, Table};
 use ztlake_storage::{CommitOutcome, DataFile, Lake, TableWriter, Txn, WriterOptions};
 
-use crate::alerts::{AlertWrite, write_alerts};
+use crate::alerts::{AlertWrite, write_owned_alerts};
 
 /// Rows buffered per table before a batch goes to the writers.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -306,11 +306,12 @@ pub async fn ingest(
     // Alerts after the data: they point at committed events only.
     let detection = match (detected, &request.detect) {
         (Some((alerts, stats)), Some(d)) => {
-            let written = write_alerts(lake, &alerts).await.context("writing alerts")?;
+            let count = alerts.len();
+            let written = write_owned_alerts(lake, alerts).await.context("writing alerts")?;
             Some(DetectionSummary {
                 rules: d.rules.streaming().len(),
                 stats,
-                alerts: alerts.len(),
+                alerts: count,
                 written,
             })
         }

@@ -250,8 +250,11 @@ pub async fn backfill(
 ) -> Result<BackfillReport> {
     crate::udf::register(source, set.reference())
         .map_err(|e| Error::df("backfill", "registering UDFs", e))?;
+    // Alerts are read once, at the end: no provisional evaluations.
     let mut engine =
-        Engine::new(set.rules(), set.reference(), options.engine.clone(), Clock::Explicit).await?;
+        Engine::new(set.rules(), set.reference(), options.engine.clone(), Clock::Explicit)
+            .await?
+            .final_only();
     let mut report = BackfillReport { rules: set.rules().len(), ..BackfillReport::default() };
     let streaming = engine.retains();
     let mut tables: Vec<Table> =
@@ -346,6 +349,6 @@ pub async fn backfill(
         }
     }
     report.stats = engine.stats().clone();
-    report.alerts = engine.alerts(chrono::Utc::now().timestamp_micros());
+    report.alerts = engine.into_alerts(chrono::Utc::now().timestamp_micros());
     Ok(report)
 }

@@ -30,11 +30,14 @@ pub struct Background {
 }
 
 impl Background {
-    /// Start `engine` on a thread; at most `queue` batches wait for it.
+    /// Start `engine` on a thread; at most `queue` batches wait for it. Its alerts are read
+    /// only at [`Background::finish`], so it makes no provisional evaluations
+    /// ([`Engine::final_only`]).
     ///
     /// # Errors
     /// The thread cannot be started.
     pub fn spawn(engine: Engine, queue: usize) -> Result<Background> {
+        let engine = engine.final_only();
         let (tx, rx) = sync_channel(queue.max(1));
         let failure = Arc::new(Mutex::new(None));
         let record = failure.clone();
@@ -88,6 +91,7 @@ fn run(mut engine: Engine, rx: &Receiver<(Table, RecordBatch)>) -> Outcome {
         }
         engine.flush().await?;
         let now = chrono::Utc::now().timestamp_micros();
-        Ok((engine.alerts(now), engine.stats().clone()))
+        let stats = engine.stats().clone();
+        Ok((engine.into_alerts(now), stats))
     })
 }

@@ -129,6 +129,12 @@ impl AlertBook {
     pub(crate) fn alerts(&self, now: i64) -> Vec<Alert> {
         self.alerts.iter().map(|(id, s)| s.alert(id, now)).collect()
     }
+
+    /// The same as [`AlertBook::alerts`], consuming the book (its values move into the alerts
+    /// instead of being copied).
+    pub(crate) fn into_alerts(self, now: i64) -> Vec<Alert> {
+        self.alerts.into_iter().map(|(id, s)| s.into_alert(id, now)).collect()
+    }
 }
 
 impl AlertState {
@@ -153,6 +159,59 @@ impl AlertState {
                 windows.push(WindowEvidence { start: rfc3339(*window), count: c.count, summary });
             }
         }
+        let counts: Vec<i64> = self.contributions.values().map(|c| c.count).collect();
+        let parts = Parts { entity, first_seen, last_seen, uids, providers, windows, counts };
+        parts.alert(rule, id.to_owned(), self.key.clone(), now)
+    }
+
+    /// [`AlertState::alert`], moving this state's values into the alert.
+    fn into_alert(self, id: String, now: i64) -> Alert {
+        let mut parts = Parts {
+            entity: BTreeMap::new(),
+            first_seen: i64::MAX,
+            last_seen: i64::MIN,
+            uids: Vec::new(),
+            providers: BTreeSet::new(),
+            windows: Vec::new(),
+            counts: Vec::with_capacity(self.contributions.len()),
+        };
+        for (i, (window, c)) in self.contributions.into_iter().enumerate() {
+            if c.first_seen < parts.first_seen {
+                parts.first_seen = c.first_seen;
+                parts.entity = c.entity;
+            }
+            parts.last_seen = parts.last_seen.max(c.last_seen);
+            parts.uids.extend(c.uids);
+            parts.providers.extend(c.providers);
+            parts.counts.push(c.count);
+            if i < MAX_WINDOWS {
+                let summary = if i < MAX_SUMMARIES { c.summary } else { String::new() };
+                parts.windows.push(WindowEvidence {
+                    start: rfc3339(window),
+                    count: c.count,
+                    summary,
+                });
+            }
+        }
+        parts.alert(&self.rule, id, self.key, now)
+    }
+}
+
+/// What an alert gathers from its windows' contributions.
+struct Parts {
+    entity: BTreeMap<String, Option<String>>,
+    first_seen: i64,
+    last_seen: i64,
+    uids: Vec<String>,
+    providers: BTreeSet<String>,
+    windows: Vec<WindowEvidence>,
+    /// Every window's count.
+    counts: Vec<i64>,
+}
+
+impl Parts {
+    fn alert(self, rule: &Rule, id: String, key: Vec<Option<String>>, now: i64) -> Alert {
+        let mut uids = self.uids;
         uids.sort_unstable();
         uids.dedup();
         uids.truncate(MAX_EVIDENCE_UIDS);
@@ -160,25 +219,25 @@ impl AlertState {
             Mode::Streaming => Aggregate::Sum,
             Mode::Scheduled => Aggregate::Max,
         };
-        let counts = self.contributions.values().map(|c| c.count);
+        let counts = self.counts.iter().copied();
         let count = match aggregate {
             Aggregate::Sum => counts.sum(),
             Aggregate::Max => counts.max().unwrap_or(0),
         };
         Alert {
-            alert_id: id.to_owned(),
+            alert_id: id,
             rule_id: rule.id().to_owned(),
             title: rule.spec.title.clone(),
             severity: rule.spec.severity,
-            provider: provider_of(&providers),
-            entity,
-            dedupe_key: self.key.clone(),
-            first_seen,
-            last_seen,
+            provider: provider_of(&self.providers),
+            entity: self.entity,
+            dedupe_key: key,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
             count,
             runbook: rule.spec.runbook.clone(),
             evidence_uids: uids,
-            evidence: Evidence { aggregate, windows },
+            evidence: Evidence { aggregate, windows: self.windows },
             tags: rule.alert_tags(),
             updated: now,
         }

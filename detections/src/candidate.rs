@@ -54,6 +54,11 @@ pub fn cap(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
+/// [`cap`] of an owned value (no copy when it is short enough).
+fn cap_owned(s: String, max: usize) -> String {
+    if s.len() <= max { s } else { cap(&s, max) }
+}
+
 /// A value for a `name=value` summary: bare when it is plain, else quoted and escaped.
 fn summary_value(v: &str) -> String {
     let plain = !v.is_empty()
@@ -63,18 +68,23 @@ fn summary_value(v: &str) -> String {
     if plain { cap(v, 128) } else { format!("{:?}", cap(v, 128)) }
 }
 
-struct Texts {
-    array: ArrayRef,
+/// A result column read as text (its formatter made once per batch, not once per value).
+struct Texts<'a> {
+    array: &'a ArrayRef,
+    /// None: the column has no text form (its values read as NULL).
+    formatter: Option<ArrayFormatter<'a>>,
 }
 
-impl Texts {
+impl<'a> Texts<'a> {
+    fn new(array: &'a ArrayRef, options: &'a FormatOptions<'a>) -> Texts<'a> {
+        Texts { array, formatter: ArrayFormatter::try_new(array.as_ref(), options).ok() }
+    }
+
     fn get(&self, i: usize) -> Option<String> {
         if self.array.is_null(i) {
             return None;
         }
-        let options = FormatOptions::default();
-        let formatter = ArrayFormatter::try_new(self.array.as_ref(), &options).ok()?;
-        Some(formatter.value(i).to_string())
+        Some(self.formatter.as_ref()?.value(i).to_string())
     }
 }
 
@@ -94,18 +104,19 @@ fn micros(rule: &Rule, array: &ArrayRef, name: &str) -> Result<ArrayRef> {
 /// rows) are not candidates.
 pub(crate) fn extract(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
+    let options = FormatOptions::default();
     for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        let entity: Vec<(String, Texts)> = rule
+        let entity_arrays: Vec<(&String, ArrayRef)> = rule
             .spec
             .entity
             .iter()
-            .map(|n| Ok((n.clone(), Texts { array: column(rule, batch, n)? })))
+            .map(|n| Ok((n, column(rule, batch, n)?)))
             .collect::<Result<_>>()?;
-        let key: Vec<Texts> = rule
-            .dedupe_key
-            .iter()
-            .map(|n| Ok(Texts { array: column(rule, batch, n)? }))
-            .collect::<Result<_>>()?;
+        let entity: Vec<(&String, Texts)> =
+            entity_arrays.iter().map(|(n, a)| (*n, Texts::new(a, &options))).collect();
+        let key_arrays: Vec<ArrayRef> =
+            rule.dedupe_key.iter().map(|n| column(rule, batch, n)).collect::<Result<_>>()?;
+        let key: Vec<Texts> = key_arrays.iter().map(|a| Texts::new(a, &options)).collect();
         let first = micros(rule, &column(rule, batch, "first_seen")?, "first_seen")?;
         let first = first.as_primitive::<TimestampMicrosecondType>();
         let last = micros(rule, &column(rule, batch, "last_seen")?, "last_seen")?;
@@ -124,8 +135,8 @@ pub(crate) fn extract(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Candid
                 None => None,
             };
         let count = count.as_ref().map(|c| c.as_primitive::<Int64Type>().clone());
-        let summary_columns: Vec<(String, Texts)> = batch
-            .schema()
+        let schema = batch.schema();
+        let summary_columns: Vec<(&String, Texts)> = schema
             .fields()
             .iter()
             .zip(batch.columns())
@@ -133,7 +144,7 @@ pub(crate) fn extract(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Candid
                 !RESERVED_COLUMNS.contains(&f.name().as_str())
                     && !rule.spec.entity.iter().any(|e| e == f.name())
             })
-            .map(|(f, c)| (f.name().clone(), Texts { array: c.clone() }))
+            .map(|(f, c)| (f.name(), Texts::new(c, &options)))
             .collect();
         for i in 0..batch.num_rows() {
             if first.is_null(i) {
@@ -158,20 +169,24 @@ pub(crate) fn extract(rule: &Rule, batches: &[RecordBatch]) -> Result<Vec<Candid
                 if !summary.is_empty() {
                     summary.push(' ');
                 }
-                let value = texts.get(i).map_or_else(|| "NULL".to_owned(), |v| summary_value(&v));
-                summary.push_str(&format!("{name}={value}"));
+                summary.push_str(name);
+                summary.push('=');
+                match texts.get(i) {
+                    Some(v) => summary.push_str(&summary_value(&v)),
+                    None => summary.push_str("NULL"),
+                }
             }
             out.push(Candidate {
                 entity: entity
                     .iter()
-                    .map(|(n, t)| (n.clone(), t.get(i).map(|v| cap(&v, MAX_VALUE_LEN))))
+                    .map(|(n, t)| ((*n).clone(), t.get(i).map(|v| cap_owned(v, MAX_VALUE_LEN))))
                     .collect(),
                 key: key.iter().map(|t| t.get(i)).collect(),
                 first_seen,
                 last_seen: last_seen.max(first_seen),
                 count,
                 uids: row_uids,
-                summary: cap(&summary, MAX_SUMMARY_LEN),
+                summary: cap_owned(summary, MAX_SUMMARY_LEN),
             });
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Per batch, the work is a filter and a projection per rule reading the batch's table: the
 //! rule's pushed-down filters ([`crate::compile::Retain`]) are evaluated as DataFusion physical
-//! expressions on the batch, one conjunct at a time on the shrinking batch, and the matching
+//! expressions, one conjunct at a time on the rows the previous ones kept, each reading only
+//! its own columns (the kept rows are copied once, at the end), and the matching
 //! rows, projected to the columns the rule reads, go to the window (bucket) of their `time`:
 //! `[k·window, (k+1)·window)`, epoch-aligned. Nothing is planned per batch or per window: a
 //! rule's physical plan is built once and re-executed over each window's rows.
@@ -13,7 +14,8 @@
 //! executed over the window's rows (final evaluation) and the window is dropped; rows arriving
 //! for a closed window are late: dropped and counted. Open windows with new rows are also
 //! evaluated every `eval_every_rows` kept rows or `eval_every` (provisional), so alerts show
-//! within seconds; a window's final evaluation replaces its provisional ones.
+//! within seconds; a window's final evaluation replaces its provisional ones. One-shot runs,
+//! which read the alerts only at the end, skip them ([`Engine::final_only`]).
 //!
 //! Memory is bounded per rule by `max_rows_per_rule` kept rows; beyond it the oldest rows are
 //! evicted, counted and warned about (the evicted windows may then miss alerts).
@@ -22,11 +24,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::{filter, take_record_batch};
+use arrow::datatypes::{Schema, SchemaRef, TimestampMicrosecondType, UInt32Type};
 use datafusion::common::DFSchema;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::{collect_columns, reassign_expr_columns};
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use ztlake_normalize::schema::Table;
 
@@ -129,7 +132,30 @@ pub struct EngineStats {
 struct Input {
     table: Table,
     schema: SchemaRef,
-    conjuncts: Vec<Arc<dyn PhysicalExpr>>,
+    conjuncts: Vec<Conjunct>,
+}
+
+/// One pushed-down filter, over just the columns it reads: evaluating it needs only those
+/// columns of the rows still selected, not a copy of every kept column.
+struct Conjunct {
+    /// The columns it reads, as indices into [`Input::schema`].
+    columns: Vec<usize>,
+    /// Those columns' fields.
+    schema: SchemaRef,
+    /// The filter, its columns renumbered to `schema`.
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl Conjunct {
+    /// `expr` (planned over `input`) narrowed to the columns it reads.
+    fn new(expr: Arc<dyn PhysicalExpr>, input: &Schema) -> datafusion::error::Result<Conjunct> {
+        let mut columns: Vec<usize> = collect_columns(&expr).iter().map(|c| c.index()).collect();
+        columns.sort_unstable();
+        columns.dedup();
+        let schema = Arc::new(input.project(&columns)?);
+        let expr = reassign_expr_columns(expr, &schema)?;
+        Ok(Conjunct { columns, schema, expr })
+    }
 }
 
 /// The kept rows of one window: per input, its batches.
@@ -189,8 +215,12 @@ impl RuleRuntime {
                 .map_err(|e| Error::df(rule.id(), "schema of the kept rows", e))?;
             let mut conjuncts = Vec::new();
             for f in &retain.filters {
-                match compiled.ctx.create_physical_expr(f.clone(), &df_schema) {
-                    Ok(p) => conjuncts.push(p),
+                let planned = compiled
+                    .ctx
+                    .create_physical_expr(f.clone(), &df_schema)
+                    .and_then(|p| Conjunct::new(p, &schema));
+                match planned {
+                    Ok(c) => conjuncts.push(c),
                     // Keeping more rows is always correct: the plan applies its filters again.
                     Err(e) => {
                         tracing::debug!(rule = rule.id(), filter = %f, error = %e, "filter not usable on batches; keeping more rows")
@@ -226,24 +256,59 @@ impl RuleRuntime {
     fn keep(&mut self, i: usize, batch: &RecordBatch, stats: &mut EngineStats) -> Result<()> {
         let id = self.rule.id().to_owned();
         let input = &self.inputs[i];
-        let mut b =
+        let b =
             conform(batch, &input.schema).map_err(|e| Error::df(&id, "projecting a batch", e))?;
-        for expr in &input.conjuncts {
-            if b.num_rows() == 0 {
+        // The filters, one after the other, each on the rows the previous ones kept, reading
+        // only its own columns; the kept rows are copied once, at the end.
+        let mut selected: Option<UInt32Array> = None;
+        for conjunct in &input.conjuncts {
+            let rows = selected.as_ref().map_or(b.num_rows(), Array::len);
+            if rows == 0 {
                 return Ok(());
             }
-            let mask = expr
-                .evaluate(&b)
-                .and_then(|v| v.into_array(b.num_rows()))
+            let columns = conjunct
+                .columns
+                .iter()
+                .map(|&c| match &selected {
+                    None => Ok(b.column(c).clone()),
+                    Some(indices) => arrow::compute::take(b.column(c).as_ref(), indices, None),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::arrow(&id, "filtering", e))?;
+            let options = RecordBatchOptions::new().with_row_count(Some(rows));
+            let narrow =
+                RecordBatch::try_new_with_options(conjunct.schema.clone(), columns, &options)
+                    .map_err(|e| Error::arrow(&id, "filtering", e))?;
+            let mask = conjunct
+                .expr
+                .evaluate(&narrow)
+                .and_then(|v| v.into_array(rows))
                 .map_err(|e| Error::df(&id, "filtering a batch", e))?;
             let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
                 return Err(Error::shape(&id, "a filter did not return booleans"));
             };
-            if mask.true_count() == b.num_rows() {
+            if mask.true_count() == rows {
                 continue;
             }
-            b = filter_record_batch(&b, mask).map_err(|e| Error::arrow(&id, "filtering", e))?;
+            let indices = match selected.take() {
+                Some(indices) => indices,
+                None => {
+                    let Ok(n) = u32::try_from(rows) else {
+                        return Err(Error::shape(&id, "a batch of more than 4 billion rows"));
+                    };
+                    UInt32Array::from_iter_values(0..n)
+                }
+            };
+            let kept = filter(&indices, mask).map_err(|e| Error::arrow(&id, "filtering", e))?;
+            selected = Some(kept.as_primitive::<UInt32Type>().clone());
         }
+        let b = match &selected {
+            None => b,
+            Some(indices) if indices.is_empty() => return Ok(()),
+            Some(indices) => {
+                take_record_batch(&b, indices).map_err(|e| Error::arrow(&id, "filtering", e))?
+            }
+        };
         if b.num_rows() == 0 {
             return Ok(());
         }
@@ -342,6 +407,31 @@ impl RuleRuntime {
         }
     }
 
+    /// Evaluate the open windows that have new rows (provisional evaluations); `index` is the
+    /// rule's index in the engine.
+    async fn evaluate_open(
+        &mut self,
+        index: usize,
+        book: &mut AlertBook,
+        stats: &mut EngineStats,
+    ) -> Result<()> {
+        let starts: Vec<i64> =
+            self.buckets.iter().filter(|(_, b)| b.dirty).map(|(s, _)| *s).collect();
+        for start in starts {
+            let rows = match self.buckets.get_mut(&start) {
+                Some(b) => {
+                    b.dirty = false;
+                    b.rows.clone()
+                }
+                None => continue,
+            };
+            let candidates = self.evaluate(&rows).await?;
+            stats.provisional_evaluations += 1;
+            book.apply(index, &self.rule, start, candidates);
+        }
+        Ok(())
+    }
+
     /// Run the plan over `rows` (per input) and read the candidates, with the providers of
     /// their evidence.
     async fn evaluate(
@@ -373,7 +463,7 @@ impl RuleRuntime {
         }
         let wanted: HashSet<&str> =
             candidates.iter().flat_map(|c| c.uids.iter().map(String::as_str)).collect();
-        let mut providers: HashMap<String, String> = HashMap::new();
+        let mut providers: HashMap<&str, &str> = HashMap::new();
         for batch in rows.iter().flatten() {
             let (Some(uids), Some(provs)) =
                 (batch.column_by_name("event_uid"), batch.column_by_name("provider"))
@@ -387,14 +477,18 @@ impl RuleRuntime {
             };
             for r in 0..batch.num_rows() {
                 if uids.is_valid(r) && provs.is_valid(r) && wanted.contains(uids.value(r)) {
-                    providers.insert(uids.value(r).to_owned(), provs.value(r).to_owned());
+                    providers.insert(uids.value(r), provs.value(r));
                 }
             }
         }
         Ok(candidates
             .into_iter()
             .map(|c| {
-                let p = c.uids.iter().filter_map(|u| providers.get(u).cloned()).collect();
+                let p = c
+                    .uids
+                    .iter()
+                    .filter_map(|u| providers.get(u.as_str()).map(|p| (*p).to_owned()))
+                    .collect();
                 (c, p)
             })
             .collect())
@@ -408,6 +502,8 @@ pub struct Engine {
     stats: EngineStats,
     options: EngineOptions,
     clock: Clock,
+    /// Evaluate open windows (provisional evaluations); off in one-shot runs.
+    provisional: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -440,7 +536,18 @@ impl Engine {
             stats: EngineStats::default(),
             options,
             clock,
+            provisional: true,
         })
+    }
+
+    /// Skip provisional evaluations: for one-shot runs (`ingest --detect`, backfill) whose
+    /// alerts are read only after [`Engine::flush`]. A window's final evaluation replaces its
+    /// provisional ones, so they cannot change the alerts read then; only a rule that must
+    /// evict rows (over `max_rows_per_rule`) still evaluates its open windows when a
+    /// provisional evaluation is due, so windows evicted whole keep what they showed.
+    pub fn final_only(mut self) -> Engine {
+        self.provisional = false;
+        self
     }
 
     /// The rules of the engine.
@@ -483,7 +590,7 @@ impl Engine {
             return Ok(());
         }
         self.stats.rows_in += batch.num_rows() as u64;
-        for r in &mut self.rules {
+        for (index, r) in self.rules.iter_mut().enumerate() {
             if r.rule.mode() != Mode::Streaming {
                 continue;
             }
@@ -491,6 +598,17 @@ impl Engine {
                 if r.inputs[i].table == table {
                     r.keep(i, batch, &mut self.stats)?;
                 }
+            }
+            if !self.provisional
+                && r.held > self.options.max_rows_per_rule
+                && (r.since_eval >= self.options.eval_every_rows
+                    || r.last_eval.elapsed() >= self.options.eval_every)
+            {
+                // Rows are about to go: what the open windows hold shows first, at the pace
+                // provisional evaluations would have had.
+                r.evaluate_open(index, &mut self.book, &mut self.stats).await?;
+                r.since_eval = 0;
+                r.last_eval = Instant::now();
             }
             r.evict(self.options.max_rows_per_rule, &mut self.stats);
         }
@@ -553,23 +671,10 @@ impl Engine {
             }
             let due = r.since_eval >= self.options.eval_every_rows
                 || now.duration_since(r.last_eval) >= self.options.eval_every;
-            if flushing || !due || !r.buckets.values().any(|b| b.dirty) {
+            if flushing || !self.provisional || !due || !r.buckets.values().any(|b| b.dirty) {
                 continue;
             }
-            let starts: Vec<i64> =
-                r.buckets.iter().filter(|(_, b)| b.dirty).map(|(s, _)| *s).collect();
-            for start in starts {
-                let rows = match r.buckets.get_mut(&start) {
-                    Some(b) => {
-                        b.dirty = false;
-                        b.rows.clone()
-                    }
-                    None => continue,
-                };
-                let candidates = r.evaluate(&rows).await?;
-                self.stats.provisional_evaluations += 1;
-                self.book.apply(index, &r.rule, start, candidates);
-            }
+            r.evaluate_open(index, &mut self.book, &mut self.stats).await?;
             r.since_eval = 0;
             r.last_eval = now;
         }
@@ -619,6 +724,11 @@ impl Engine {
     /// Every alert's current state, stamped `updated = now` (µs).
     pub fn alerts(&self, now: i64) -> Vec<Alert> {
         self.book.alerts(now)
+    }
+
+    /// [`Engine::alerts`] at the end of a run: the engine's state moves into the alerts.
+    pub fn into_alerts(self, now: i64) -> Vec<Alert> {
+        self.book.into_alerts(now)
     }
 }
 

@@ -8,8 +8,42 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Parse an address; surrounding whitespace is ignored, anything else invalid gives `None`.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    if let Some(v4) = plain_ipv4(s.as_bytes()) {
+        return Some(IpAddr::V4(v4));
+    }
     let ip: IpAddr = s.trim().parse().ok()?;
     Some(unmap(ip))
+}
+
+/// The common case of [`parse_ip`] without the general parser: four decimal octets (no
+/// leading zeros, at most 255) separated by dots, nothing around them. `None` means "not in
+/// that form" (the general parser decides), never "invalid".
+fn plain_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (n, octet) in octets.iter_mut().enumerate() {
+        if n > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut value: u32 = 0;
+        while let Some(&d) = b.get(i) {
+            if !d.is_ascii_digit() || i - start == 3 {
+                break;
+            }
+            value = value * 10 + u32::from(d - b'0');
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && b.get(start) == Some(&b'0')) {
+            return None;
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    (i == b.len()).then_some(Ipv4Addr::from(octets))
 }
 
 /// An IPv4-mapped IPv6 address as IPv4; other addresses unchanged.
@@ -227,6 +261,41 @@ mod tests {
         assert!(Cidr::parse("2001:db8::/129").is_none());
         // Host bits are cleared.
         assert_eq!(Cidr::parse("10.1.2.3/8"), Cidr::parse("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn the_ipv4_fast_path_agrees_with_the_standard_parser() {
+        for s in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3.4",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.1000",
+            "1.2.3.4a",
+            "+1.2.3.4",
+            "1.2.3.-4",
+            "999.0.0.0",
+            "",
+            "::ffff:1.2.3.4",
+            "1.2.3.٤",
+        ] {
+            let general = s.trim().parse::<IpAddr>().ok().map(unmap);
+            assert_eq!(parse_ip(s), general, "{s:?}");
+            if let Some(fast) = plain_ipv4(s.as_bytes()) {
+                assert_eq!(Some(IpAddr::V4(fast)), general, "{s:?}");
+            }
+        }
+        assert!(plain_ipv4(b"10.1.2.3").is_some());
     }
 
     #[test]
