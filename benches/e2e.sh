@@ -89,52 +89,8 @@ head -4 "$WORK/ztlake.out"
 
 if "$PY" -c "import duckdb" 2>/dev/null; then
   echo "== DuckDB $("$PY" -c 'import duckdb; print(duckdb.__version__)') (2 threads), same file to zstd Parquet"
-  # Two peer queries on the same file. "full" writes what ztlake writes per row, including the
-  # two columns the canonical tables require of every row: `source` (path:line) and `event_uid`
-  # (a hash of that position) — DuckDB needs the line number for them, which it only gives
-  # through WITH ORDINALITY (row_number() OVER () costs the same), and hex() is its cheapest way
-  # to print a hash (printf('%016x') costs more). "subset" leaves both out.
-  read -r DUCK_FULL DUCK_SUBSET < <("$PY" - "$INPUT" "$WORK/duckdb.parquet" <<'PY'
-import sys, time, duckdb
-src, dst = sys.argv[1], sys.argv[2]
-columns = """columns={'version':'INTEGER','account-id':'VARCHAR','interface-id':'VARCHAR',
-  'srcaddr':'VARCHAR','dstaddr':'VARCHAR','srcport':'INTEGER','dstport':'INTEGER',
-  'protocol':'INTEGER','packets':'BIGINT','bytes':'BIGINT','start':'BIGINT',
-  'end':'BIGINT','action':'VARCHAR','log-status':'VARCHAR'}"""
-select = """to_timestamp("start") AS time, to_timestamp("end") AS end_time, 'aws' AS provider,
-  "account-id" AS account, "interface-id" AS resource,
-  srcaddr AS src_ip, srcport AS src_port, dstaddr AS dst_ip, dstport AS dst_port,
-  protocol, packets, bytes,
-  CASE action WHEN 'ACCEPT' THEN 'allow' WHEN 'REJECT' THEN 'deny' END AS action,
-  lower("log-status") AS status"""
-queries = [
-    # full: the header is line 1, so record n (ordinality n) sits on line n + 1
-    f"""SELECT {select}, '{src}:' || (ordinality + 1) AS source,
-          hex(hash('{src}', ordinality + 1)) AS event_uid
-        FROM read_csv('{src}', delim=' ', header=true, nullstr='-', {columns}) WITH ORDINALITY""",
-    f"SELECT {select} FROM read_csv('{src}', delim=' ', header=true, nullstr='-', {columns})",
-]
-times = []
-for q in queries:
-    con = duckdb.connect()
-    con.execute("SET threads = 2")
-    t = time.time()
-    con.execute(f"COPY ({q}) TO '{dst}' (FORMAT parquet, COMPRESSION zstd)")
-    times.append(time.time() - t)
-    con.close()
-print(*times)
-PY
-)
-  for variant in full subset; do
-    if [ "$variant" = full ]; then
-      secs=$DUCK_FULL what="same columns as ztlake, incl. source + event_uid"
-    else
-      secs=$DUCK_SUBSET what="without source + event_uid"
-    fi
-    rate=$(echo "$LINES / $secs" | bc -l)
-    printf "duckdb (%s): %.2f s, %.2f M rows/s -> ratio ztlake/duckdb %.2fx\n" "$what" "$secs" \
-      "$(echo "$rate / 1000000" | bc -l)" "$(echo "$ZT_RATE / $rate" | bc -l)"
-  done
+  # Twice: with the columns ztlake writes incl. source + event_uid, and without (see the script).
+  "$PY" benches/duckdb-peer.py flows "$INPUT" "$WORK/duckdb.parquet" "$LINES" "$ZT_SECS"
 else
   echo "(DuckDB not installed: pip install duckdb to compare)"
 fi
