@@ -112,6 +112,20 @@ impl Detector {
     }
 }
 
+/// What the engine thread did since `since`: time in pushes and collections, rows pushed.
+struct Busy {
+    push: Duration,
+    collect: Duration,
+    rows: u64,
+    since: std::time::Instant,
+}
+
+impl Busy {
+    fn since(since: std::time::Instant) -> Self {
+        Self { push: Duration::ZERO, collect: Duration::ZERO, rows: 0, since }
+    }
+}
+
 fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
@@ -123,7 +137,7 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
     let mut emitted: HashMap<String, Alert> = HashMap::new();
     let mut watermarks: HashMap<usize, u64> = HashMap::new();
     // Busy time of the thread, logged at debug level every few seconds.
-    let mut busy = (Duration::ZERO, Duration::ZERO, 0u64, std::time::Instant::now());
+    let mut busy = Busy::since(std::time::Instant::now());
     runtime.block_on(async {
         while let Some(cmd) = rx.recv().await {
             let started = std::time::Instant::now();
@@ -134,15 +148,15 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
                     if let Err(e) = engine.push(table, &batch).await {
                         tracing::error!(error = %e, %table, "streaming rule evaluation failed; batch skipped");
                     }
-                    busy.0 += started.elapsed();
-                    busy.2 += batch.num_rows() as u64;
+                    busy.push += started.elapsed();
+                    busy.rows += batch.num_rows() as u64;
                 }
                 Cmd::Collect(reply) => {
                     if let Err(e) = engine.evaluate_due().await {
                         tracing::error!(error = %e, "streaming rule evaluation failed");
                     }
                     let _ = reply.send(changes(&engine, &mut emitted, &watermarks));
-                    busy.1 += started.elapsed();
+                    busy.collect += started.elapsed();
                 }
                 Cmd::Finish(reply) => {
                     if let Err(e) = engine.flush().await {
@@ -151,15 +165,15 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
                     let _ = reply.send(changes(&engine, &mut emitted, &watermarks));
                 }
             }
-            if busy.3.elapsed() >= Duration::from_secs(2) {
+            if busy.since.elapsed() >= Duration::from_secs(2) {
                 tracing::debug!(
-                    rows = busy.2,
-                    push_ms = busy.0.as_millis(),
-                    collect_ms = busy.1.as_millis(),
-                    over_ms = busy.3.elapsed().as_millis(),
+                    rows = busy.rows,
+                    push_ms = busy.push.as_millis(),
+                    collect_ms = busy.collect.as_millis(),
+                    over_ms = busy.since.elapsed().as_millis(),
                     "streaming rules busy"
                 );
-                busy = (Duration::ZERO, Duration::ZERO, 0, std::time::Instant::now());
+                busy = Busy::since(std::time::Instant::now());
             }
         }
     });
