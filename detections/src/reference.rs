@@ -530,33 +530,42 @@ impl TextRows {
     }
 }
 
-/// Longest-prefix-match table of networks → row.
+/// Longest-prefix-match table of networks → row: per address family and prefix length
+/// (longest first), the networks sorted for binary search — no hashing per looked-up address.
 #[derive(Debug, Default)]
 struct PrefixTable {
-    /// (is_v4, prefix) → network bits → first row with that network; longest prefixes first.
-    levels: Vec<((bool, u8), HashMap<u128, usize>)>,
+    levels: Vec<Level>,
 }
 
+/// (is_v4, prefix) → (network bits, first row with that network), sorted by bits.
+type Level = ((bool, u8), Vec<(u128, usize)>);
+
 impl PrefixTable {
+    /// Add a network (the first row of a network wins; call [`PrefixTable::seal`] after the
+    /// last one).
     fn insert(&mut self, cidr: Cidr, row: usize) {
         let key = (cidr.is_v4(), cidr.prefix());
-        let level = match self.levels.iter().position(|(k, _)| *k == key) {
-            Some(i) => i,
-            None => {
-                self.levels.push((key, HashMap::new()));
-                self.levels.sort_by_key(|l| std::cmp::Reverse(l.0.1));
-                self.levels.iter().position(|(k, _)| *k == key).unwrap_or(0)
-            }
-        };
-        if let Some((_, map)) = self.levels.get_mut(level) {
-            map.entry(cidr.bits()).or_insert(row);
+        match self.levels.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, nets)) => nets.push((cidr.bits(), row)),
+            None => self.levels.push((key, vec![(cidr.bits(), row)])),
+        }
+    }
+
+    /// Order the levels (longest prefix first) and their networks.
+    fn seal(&mut self) {
+        self.levels.sort_by_key(|l| std::cmp::Reverse(l.0.1));
+        for (_, nets) in &mut self.levels {
+            // Stable: among equal networks the first inserted row stays first.
+            nets.sort_by_key(|&(bits, _)| bits);
+            nets.dedup_by_key(|&mut (bits, _)| bits);
         }
     }
 
     fn lookup(&self, ip: std::net::IpAddr) -> Option<usize> {
         let (bits, width, v4) = to_bits(ip);
-        self.levels.iter().filter(|((fam, _), _)| *fam == v4).find_map(|((_, prefix), map)| {
-            map.get(&(bits & crate::udf::ip::mask(*prefix, width))).copied()
+        self.levels.iter().filter(|((fam, _), _)| *fam == v4).find_map(|((_, prefix), nets)| {
+            let key = bits & crate::udf::ip::mask(*prefix, width);
+            nets.binary_search_by_key(&key, |&(b, _)| b).ok().map(|i| nets[i].1)
         })
     }
 
@@ -587,6 +596,7 @@ impl Lookups {
                     l.asset_prefixes.insert(cidr, row);
                 }
             }
+            l.asset_prefixes.seal();
         }
         if let Some(t) = tables.get("identities") {
             l.identities = TextRows::of(&t.batch);
@@ -603,6 +613,7 @@ impl Lookups {
                     l.gateways.insert(cidr, row);
                 }
             }
+            l.gateways.seal();
         }
         if let Some(t) = tables.get("trusted_cas") {
             let rows = TextRows::of(&t.batch);
@@ -617,11 +628,21 @@ impl Lookups {
 
     /// `field` of the asset whose CIDR is the longest prefix containing `ip`.
     pub fn asset_field(&self, ip: &str, field: &str) -> Option<&str> {
+        self.asset_value(ip, self.asset_column(field)?)
+    }
+
+    /// The index of the assets table's column `field` (for [`Lookups::asset_value`]).
+    pub fn asset_column(&self, field: &str) -> Option<usize> {
+        self.assets.columns.iter().position(|n| n == field)
+    }
+
+    /// Column `column` of the asset whose CIDR is the longest prefix containing `ip`.
+    pub fn asset_value(&self, ip: &str, column: usize) -> Option<&str> {
         if self.asset_prefixes.is_empty() {
             return None;
         }
         let row = self.asset_prefixes.lookup(parse_ip(ip)?)?;
-        self.assets.field(row, field)
+        self.assets.rows.get(row)?.get(column)?.as_deref()
     }
 
     /// `field` of the identity named `user` (case-insensitive).
@@ -662,7 +683,13 @@ mod tests {
         write(
             dir.path(),
             "assets.csv",
-            "cidr,app,env,owner,segment,classification,site\n10.0.0.0/8,corp,prod,it,core,internal,fra\n10.1.0.0/16,payments,prod,team-pay,pci,confidential,fra\n2001:db8::/32,lab,dev,it,lab,public,\n",
+            &format!(
+                "cidr,app,env,owner,segment,classification,site\n10.0.0.0/8,corp,prod,it,core,internal,fra\n10.1.0.0/16,payments,prod,team-pay,pci,confidential,fra\n2001:db8::/32,lab,dev,it,lab,public,\n10.1.0.0/16,shadow,dev,x,x,x,x\n{}",
+                // Many networks of one length: the binary search must find each of them.
+                (0..200)
+                    .map(|i| format!("172.16.{i}.0/24,app-{i},prod,it,core,internal,\n"))
+                    .collect::<String>()
+            ),
         );
         write(
             dir.path(),
@@ -685,6 +712,17 @@ mod tests {
         let l = r.lookups();
         assert_eq!(l.asset_field("10.1.2.3", "app"), Some("payments"), "longest prefix wins");
         assert_eq!(l.asset_field("10.9.2.3", "app"), Some("corp"));
+        assert_eq!(
+            l.asset_field("10.1.9.9", "owner"),
+            Some("team-pay"),
+            "the first row of a network wins"
+        );
+        for i in [0, 1, 99, 137, 199] {
+            let app = format!("app-{i}");
+            assert_eq!(l.asset_field(&format!("172.16.{i}.20"), "app"), Some(app.as_str()));
+        }
+        assert_eq!(l.asset_field("172.16.200.1", "app"), None);
+        assert_eq!(l.asset_field("10.1.2.3", "no-such-column"), None);
         assert_eq!(l.asset_field("10.1.2.3", "site"), Some("fra"), "extra columns are kept");
         assert_eq!(l.asset_field("2001:db8::5", "env"), Some("dev"));
         assert_eq!(l.asset_field("192.168.1.1", "app"), None);

@@ -91,6 +91,13 @@ impl ScalarUDFImpl for Lookup {
         let l = self.lookups.0.as_ref();
         let rows = args.number_rows;
         Ok(match self.kind {
+            // The usual call names its field with a literal: find its column once.
+            Kind::AssetField if a[1].is_scalar() => {
+                match a[1].get(0).and_then(|f| l.asset_column(f)) {
+                    Some(column) => strings(rows, &a, |i| l.asset_value(a[0].get(i)?, column)),
+                    None => strings(rows, &a, |_| None),
+                }
+            }
             Kind::AssetField => strings(rows, &a, |i| l.asset_field(a[0].get(i)?, a[1].get(i)?)),
             Kind::IdentityField => {
                 strings(rows, &a, |i| l.identity_field(a[0].get(i)?, a[1].get(i)?))
