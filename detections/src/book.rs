@@ -52,7 +52,8 @@ struct AlertState {
 /// Alert states of a set of rules. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct AlertBook {
-    alerts: BTreeMap<String, AlertState>,
+    /// By alert id (hashed: tens of thousands of ids; sorted only when read).
+    alerts: HashMap<String, AlertState>,
     /// (rule index, window) → the alerts it contributes to.
     windows: HashMap<(usize, i64), Vec<String>>,
 }
@@ -86,7 +87,7 @@ impl AlertBook {
         candidates.sort_by(|(a, _), (b, _)| {
             (a.first_seen, &a.entity, &a.summary).cmp(&(b.first_seen, &b.entity, &b.summary))
         });
-        let mut grouped: BTreeMap<String, (Vec<Option<String>>, Contribution)> = BTreeMap::new();
+        let mut grouped: HashMap<String, (Vec<Option<String>>, Contribution)> = HashMap::new();
         for (c, providers) in candidates {
             let bucket = c.first_seen.div_euclid(period);
             let id = alert_id(rule.id(), &c.key, bucket);
@@ -127,13 +128,17 @@ impl AlertBook {
 
     /// Every alert's current state, by id, stamped `updated = now`.
     pub(crate) fn alerts(&self, now: i64) -> Vec<Alert> {
-        self.alerts.iter().map(|(id, s)| s.alert(id, now)).collect()
+        let mut states: Vec<(&String, &AlertState)> = self.alerts.iter().collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        states.into_iter().map(|(id, s)| s.alert(id, now)).collect()
     }
 
     /// The same as [`AlertBook::alerts`], consuming the book (its values move into the alerts
     /// instead of being copied).
     pub(crate) fn into_alerts(self, now: i64) -> Vec<Alert> {
-        self.alerts.into_iter().map(|(id, s)| s.into_alert(id, now)).collect()
+        let mut states: Vec<(String, AlertState)> = self.alerts.into_iter().collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        states.into_iter().map(|(id, s)| s.into_alert(id, now)).collect()
     }
 }
 
