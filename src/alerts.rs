@@ -8,17 +8,19 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use datafusion::logical_expr::{col, lit};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::JoinType;
+use datafusion::logical_expr::{cast, col, lit};
 use datafusion::prelude::SessionContext;
 use ztlake_detections::{
     Alert, AlertEvent, Severity, alerts_batch, alerts_from_batch, events_batch,
 };
 use ztlake_normalize::Table;
-use ztlake_storage::{Lake, WriterOptions};
+use ztlake_storage::{DataFile, Lake, WriterOptions};
 
 /// What [`write_alerts`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -39,24 +41,33 @@ async fn session(lake: &Lake) -> Result<SessionContext> {
     Ok(ctx)
 }
 
-/// Rows of `table` whose `column` is one of `values` (in chunks).
+/// Rows of `table` whose `column` is one of `values`: an `IN` list for a few values (row
+/// groups prune on statistics), one scan semi-joined with the values otherwise — a list of
+/// tens of thousands of alert ids would otherwise take as many scans as chunks.
 async fn rows_with(
     ctx: &SessionContext,
     table: Table,
     column: &str,
     values: &[String],
 ) -> Result<Vec<RecordBatch>> {
-    if !ctx.table_exist(table.name())? {
+    if values.is_empty() || !ctx.table_exist(table.name())? {
         return Ok(Vec::new());
     }
-    let mut out = Vec::new();
-    for chunk in values.chunks(500) {
-        let list = chunk.iter().map(|v| lit(v.as_str())).collect();
-        let df = ctx.table(table.name()).await?.filter(col(column).in_list(list, false))?;
-        out.extend(df.collect().await?);
+    let rows = ctx.table(table.name()).await?;
+    if values.len() <= IN_LIST_MAX {
+        let list = values.iter().map(|v| lit(v.as_str())).collect();
+        return Ok(rows.filter(col(column).in_list(list, false))?.collect().await?);
     }
-    Ok(out)
+    let wanted = "ztlake_wanted";
+    let schema = Arc::new(Schema::new(vec![Field::new(wanted, DataType::Utf8, false)]));
+    let array = StringArray::from_iter_values(values.iter().map(String::as_str));
+    let values = ctx.read_batch(RecordBatch::try_new(schema, vec![Arc::new(array)])?)?;
+    let on = cast(col(column), DataType::Utf8).eq(col(wanted));
+    Ok(rows.join_on(values, JoinType::LeftSemi, [on])?.collect().await?)
 }
+
+/// Most values [`rows_with`] looks up with an `IN` list.
+const IN_LIST_MAX: usize = 500;
 
 /// The stored alerts with these ids.
 pub async fn stored_alerts(lake: &Lake, ids: &[String]) -> Result<HashMap<String, Alert>> {
@@ -72,10 +83,23 @@ pub async fn stored_alerts(lake: &Lake, ids: &[String]) -> Result<HashMap<String
 
 /// Append lifecycle `events` whose `event_id` is not stored yet; returns how many were new.
 pub async fn append_events(lake: &Lake, events: Vec<AlertEvent>) -> Result<usize> {
+    let prepared = prepare_events(lake.clone(), events).await?;
+    commit_events(lake, prepared).await
+}
+
+/// New lifecycle events, their data files written but not committed yet.
+struct PreparedEvents {
+    count: usize,
+    files: Vec<DataFile>,
+}
+
+/// The first half of [`append_events`]: drop the events already stored, write the data files
+/// of the rest.
+async fn prepare_events(lake: Lake, events: Vec<AlertEvent>) -> Result<PreparedEvents> {
     if events.is_empty() {
-        return Ok(0);
+        return Ok(PreparedEvents { count: 0, files: Vec::new() });
     }
-    let ctx = session(lake).await?;
+    let ctx = session(&lake).await?;
     let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
     let mut stored = HashSet::new();
     for batch in rows_with(&ctx, Table::AlertEvents, "event_id", &ids).await? {
@@ -91,24 +115,32 @@ pub async fn append_events(lake: &Lake, events: Vec<AlertEvent>) -> Result<usize
         .filter(|e| !stored.contains(&e.event_id) && seen.insert(e.event_id.clone()))
         .collect();
     if fresh.is_empty() {
-        return Ok(0);
+        return Ok(PreparedEvents { count: 0, files: Vec::new() });
     }
-    let batch = events_batch(&fresh)?;
     let options = WriterOptions { encoder_threads: 1, ..WriterOptions::default() };
     let mut writer = lake.writer(Table::AlertEvents, options)?;
+    let count = fresh.len();
     let files = tokio::task::spawn_blocking(move || {
-        writer.write(batch)?;
-        writer.finish()
+        writer.write(events_batch(&fresh)?)?;
+        writer.finish().map_err(anyhow::Error::from)
     })
     .await
     .context("alert event writer")??;
+    Ok(PreparedEvents { count, files })
+}
+
+/// The second half of [`append_events`]: commit the prepared files.
+async fn commit_events(lake: &Lake, prepared: PreparedEvents) -> Result<usize> {
+    if prepared.count == 0 {
+        return Ok(0);
+    }
     let mut info = serde_json::Map::new();
     info.insert(
         "ztlake".into(),
-        serde_json::json!({"operation": "alert_events", "events": fresh.len()}),
+        serde_json::json!({"operation": "alert_events", "events": prepared.count}),
     );
-    lake.commit(Table::AlertEvents, files, Vec::new(), info).await?;
-    Ok(fresh.len())
+    lake.commit(Table::AlertEvents, prepared.files, Vec::new(), info).await?;
+    Ok(prepared.count)
 }
 
 /// Write `alerts` to the lake: merged with the stored state, upserted by `alert_id`, with a
@@ -154,10 +186,23 @@ async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWri
             }
         }
     }
-    if !rows.is_empty() {
-        lake.upsert(Table::Alerts, alerts_batch(&rows)?, "alert_id").await?;
+    // The events' files are written while the alerts are upserted (two cores at work); they
+    // are committed after the alerts, so an event never names an alert the lake lacks.
+    let events = tokio::spawn(prepare_events(lake.clone(), events));
+    let upserted = async {
+        if !rows.is_empty() {
+            let batch = alerts_batch(&rows)?;
+            lake.upsert(Table::Alerts, batch, "alert_id").await?;
+        }
+        anyhow::Ok(())
     }
-    report.events = append_events(lake, events).await?;
+    .await;
+    let prepared = events.await.context("alert events")?;
+    upserted?;
+    report.events = commit_events(lake, prepared?).await?;
+    // Tens of thousands of alerts are many small allocations: free them off this path.
+    let _ =
+        std::thread::Builder::new().name("ztlake-free".into()).spawn(move || drop((rows, stored)));
     Ok(report)
 }
 
@@ -267,4 +312,65 @@ pub async fn list_alerts(lake: &Lake, filter: &AlertFilter) -> Result<Vec<Listed
         b.alert.last_seen.cmp(&a.alert.last_seen).then(a.alert.alert_id.cmp(&b.alert.alert_id))
     });
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ztlake_detections::alert::{Aggregate, Evidence, WindowEvidence};
+
+    use super::*;
+
+    fn alert(i: usize, count: i64) -> Alert {
+        let start = "2023-11-14T22:00:00Z".to_owned();
+        Alert {
+            alert_id: format!("{i:016x}"),
+            rule_id: "zt-x".into(),
+            title: "X".into(),
+            severity: Severity::High,
+            provider: "aws".into(),
+            entity: BTreeMap::from([(
+                "dst_ip".to_owned(),
+                Some(format!("10.0.{}.{}", i / 250, i % 250)),
+            )]),
+            dedupe_key: vec![Some(i.to_string())],
+            first_seen: 1_700_000_000_000_000,
+            last_seen: 1_700_000_000_000_000 + count,
+            count,
+            runbook: "rb".into(),
+            evidence_uids: vec![format!("uid-{i}")],
+            evidence: Evidence {
+                aggregate: Aggregate::Sum,
+                windows: vec![WindowEvidence { start, count, summary: String::new() }],
+            },
+            tags: vec!["T1133".into()],
+            updated: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn rewriting_many_alerts_changes_only_what_changed() {
+        // More alerts than one IN list holds: the stored ones are found with one semi-join.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path().to_str().expect("utf8")).await.expect("lake");
+        let alerts: Vec<Alert> = (0..1200).map(|i| alert(i, 1)).collect();
+        let first = write_alerts(&lake, &alerts).await.expect("write");
+        assert_eq!((first.new, first.updated, first.unchanged, first.events), (1200, 0, 0, 1200));
+        let ids: Vec<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();
+        assert_eq!(stored_alerts(&lake, &ids).await.expect("stored").len(), 1200);
+
+        let again = write_owned_alerts(&lake, alerts.clone()).await.expect("rewrite");
+        assert_eq!((again.new, again.updated, again.unchanged, again.events), (0, 0, 1200, 0));
+
+        let mut changed = alerts;
+        changed[7] = alert(7, 5);
+        changed[1100] = alert(1100, 9);
+        let third = write_alerts(&lake, &changed).await.expect("update");
+        assert_eq!((third.new, third.updated, third.unchanged, third.events), (0, 2, 1198, 2));
+        let stored = stored_alerts(&lake, &ids).await.expect("stored");
+        assert_eq!(stored.len(), 1200, "an upsert, not an append");
+        assert_eq!(stored[&changed[1100].alert_id].count, 9);
+        assert_eq!(stored[&changed[8].alert_id].count, 1);
+    }
 }

@@ -259,12 +259,14 @@ pub async fn ingest(
         deliver(&mut state.writers, state.detector.as_ref(), table, batch)?;
     }
     progress.finish();
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "input parsed");
     let detected = match state.detector.take() {
         Some(d) => Some(
             tokio::task::spawn_blocking(move || d.finish()).await.context("detection thread")??,
         ),
         None => None,
     };
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "detection flushed");
     let txns: Vec<Txn> = state
         .lines
         .iter()
@@ -280,6 +282,7 @@ pub async fn ingest(
             files_by_table.push((table, files));
         }
     }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "data files closed");
     let mut commits = BTreeMap::new();
     // Data tables first, quarantine last: each table records its own txn, so a crash between
     // commits is repaired by the next ingest of the same input.
@@ -303,11 +306,13 @@ pub async fn ingest(
         );
     }
 
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "data committed");
     // Alerts after the data: they point at committed events only.
     let detection = match (detected, &request.detect) {
         (Some((alerts, stats)), Some(d)) => {
             let count = alerts.len();
             let written = write_owned_alerts(lake, alerts).await.context("writing alerts")?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "alerts written");
             Some(DetectionSummary {
                 rules: d.rules.streaming().len(),
                 stats,

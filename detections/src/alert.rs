@@ -293,24 +293,37 @@ fn assemble(table: Table, arrays: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> 
 
 /// The rows of `alerts` in the `alerts` table's schema.
 pub fn alerts_batch(alerts: &[Alert]) -> Result<RecordBatch> {
-    let text = |f: &dyn Fn(&Alert) -> String| -> ArrayRef {
+    // Borrowed text and JSON written into one reused buffer: no allocation per row.
+    let text = |f: &dyn Fn(&Alert) -> &str| -> ArrayRef {
         Arc::new(StringArray::from_iter_values(alerts.iter().map(f)))
+    };
+    let json = |f: &dyn Fn(&Alert, &mut Vec<u8>) -> serde_json::Result<()>, fallback| -> ArrayRef {
+        let mut b = StringBuilder::with_capacity(alerts.len(), alerts.len() * 64);
+        let mut buf = Vec::with_capacity(256);
+        for a in alerts {
+            buf.clear();
+            match f(a, &mut buf).ok().and_then(|()| std::str::from_utf8(&buf).ok()) {
+                Some(v) => b.append_value(v),
+                None => b.append_value(fallback),
+            }
+        }
+        Arc::new(b.finish())
     };
     let arrays: Vec<(&str, ArrayRef)> = vec![
         ("time", ts(alerts.iter().map(|a| Some(a.first_seen)))),
-        ("provider", text(&|a| a.provider.clone())),
-        ("alert_id", text(&|a| a.alert_id.clone())),
-        ("rule_id", text(&|a| a.rule_id.clone())),
-        ("title", text(&|a| a.title.clone())),
-        ("severity", text(&|a| a.severity.to_string())),
-        ("entity", text(&|a| a.entity_json())),
-        ("dedupe_key", text(&|a| serde_json::to_string(&a.dedupe_key).unwrap_or_default())),
+        ("provider", text(&|a| &a.provider)),
+        ("alert_id", text(&|a| &a.alert_id)),
+        ("rule_id", text(&|a| &a.rule_id)),
+        ("title", text(&|a| &a.title)),
+        ("severity", text(&|a| a.severity.as_str())),
+        ("entity", json(&|a, w| serde_json::to_writer(w, &a.entity), "{}")),
+        ("dedupe_key", json(&|a, w| serde_json::to_writer(w, &a.dedupe_key), "")),
         ("first_seen", ts(alerts.iter().map(|a| Some(a.first_seen)))),
         ("last_seen", ts(alerts.iter().map(|a| Some(a.last_seen)))),
         ("count", Arc::new(Int64Array::from_iter_values(alerts.iter().map(|a| a.count)))),
-        ("runbook", text(&|a| a.runbook.clone())),
+        ("runbook", text(&|a| &a.runbook)),
         ("evidence_uids", text_list(alerts.iter().map(|a| a.evidence_uids.as_slice()))),
-        ("evidence", text(&|a| serde_json::to_string(&a.evidence).unwrap_or_default())),
+        ("evidence", json(&|a, w| serde_json::to_writer(w, &a.evidence), "")),
         ("tags", text_list(alerts.iter().map(|a| a.tags.as_slice()))),
         ("updated", ts(alerts.iter().map(|a| Some(a.updated)))),
         (
@@ -471,21 +484,21 @@ impl AlertEvent {
 
 /// The rows of `events` in the `alert_events` table's schema.
 pub fn events_batch(events: &[AlertEvent]) -> Result<RecordBatch> {
-    let opt = |f: &dyn Fn(&AlertEvent) -> Option<String>| -> ArrayRef {
+    let opt = |f: &dyn Fn(&AlertEvent) -> Option<&str>| -> ArrayRef {
         Arc::new(StringArray::from_iter(events.iter().map(f)))
     };
     let arrays: Vec<(&str, ArrayRef)> = vec![
         ("time", ts(events.iter().map(|e| Some(e.time)))),
-        ("provider", opt(&|e| Some(e.provider.clone()))),
-        ("alert_id", opt(&|e| Some(e.alert_id.clone()))),
-        ("event", opt(&|e| Some(e.event.clone()))),
-        ("rule_id", opt(&|e| e.rule_id.clone())),
-        ("severity", opt(&|e| e.severity.clone())),
-        ("channel", opt(&|e| e.channel.clone())),
-        ("target", opt(&|e| e.target.clone())),
-        ("actor", opt(&|e| e.actor.clone())),
-        ("detail", opt(&|e| e.detail.clone())),
-        ("event_id", opt(&|e| Some(e.event_id.clone()))),
+        ("provider", opt(&|e| Some(&e.provider))),
+        ("alert_id", opt(&|e| Some(&e.alert_id))),
+        ("event", opt(&|e| Some(&e.event))),
+        ("rule_id", opt(&|e| e.rule_id.as_deref())),
+        ("severity", opt(&|e| e.severity.as_deref())),
+        ("channel", opt(&|e| e.channel.as_deref())),
+        ("target", opt(&|e| e.target.as_deref())),
+        ("actor", opt(&|e| e.actor.as_deref())),
+        ("detail", opt(&|e| e.detail.as_deref())),
+        ("event_id", opt(&|e| Some(&e.event_id))),
         ("date", Arc::new(Date32Array::from_iter_values(events.iter().map(|e| day_of(e.time))))),
     ];
     assemble(Table::AlertEvents, arrays)
