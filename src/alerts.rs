@@ -163,13 +163,15 @@ async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWri
     let stored = stored_alerts(lake, &ids).await?;
     let now = chrono::Utc::now().timestamp_micros();
     let mut rows = Vec::new();
+    // `raised` events are made from `rows[i]` for these `i`, off this path (below).
+    let mut raised = Vec::new();
     let mut events = Vec::new();
     for alert in alerts {
         match stored.get(&alert.alert_id) {
             None => {
                 let mut a = alert.into_owned();
                 a.updated = now;
-                events.push(AlertEvent::raised(&a, now));
+                raised.push(rows.len());
                 rows.push(a);
                 report.new += 1;
             }
@@ -186,9 +188,17 @@ async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWri
             }
         }
     }
-    // The events' files are written while the alerts are upserted (two cores at work); they
-    // are committed after the alerts, so an event never names an alert the lake lacks.
-    let events = tokio::spawn(prepare_events(lake.clone(), events));
+    // The events are made and their files written while the alerts are upserted (two cores at
+    // work); they are committed after the alerts, so an event never names an alert the lake
+    // lacks.
+    let rows = Arc::new(rows);
+    let events = {
+        let (rows, lake) = (Arc::clone(&rows), lake.clone());
+        tokio::spawn(async move {
+            events.extend(raised.into_iter().map(|i| AlertEvent::raised(&rows[i], now)));
+            prepare_events(lake, events).await
+        })
+    };
     let upserted = async {
         if !rows.is_empty() {
             let batch = alerts_batch(&rows)?;

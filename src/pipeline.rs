@@ -260,13 +260,8 @@ pub async fn ingest(
     }
     progress.finish();
     tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "input parsed");
-    let detected = match state.detector.take() {
-        Some(d) => Some(
-            tokio::task::spawn_blocking(move || d.finish()).await.context("detection thread")??,
-        ),
-        None => None,
-    };
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "detection flushed");
+    // The engine closes its last windows while the data files are closed and committed.
+    let detecting = state.detector.take().map(|d| tokio::task::spawn_blocking(move || d.finish()));
     let txns: Vec<Txn> = state
         .lines
         .iter()
@@ -307,6 +302,11 @@ pub async fn ingest(
     }
 
     tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "data committed");
+    let detected = match detecting {
+        Some(d) => Some(d.await.context("detection thread")??),
+        None => None,
+    };
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "detection flushed");
     // Alerts after the data: they point at committed events only.
     let detection = match (detected, &request.detect) {
         (Some((alerts, stats)), Some(d)) => {
