@@ -138,7 +138,8 @@ impl AlertBook {
     pub(crate) fn into_alerts(self, now: i64) -> Vec<Alert> {
         let mut states: Vec<(String, AlertState)> = self.alerts.into_iter().collect();
         states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        states.into_iter().map(|(id, s)| s.into_alert(id, now)).collect()
+        let mut memo = Memo::default();
+        states.into_iter().map(|(id, s)| s.into_alert(id, now, &mut memo)).collect()
     }
 }
 
@@ -166,11 +167,12 @@ impl AlertState {
         }
         let counts: Vec<i64> = self.contributions.values().map(|c| c.count).collect();
         let parts = Parts { entity, first_seen, last_seen, uids, providers, windows, counts };
-        parts.alert(rule, id.to_owned(), self.key.clone(), now)
+        parts.alert(rule, id.to_owned(), self.key.clone(), now, rule.alert_tags())
     }
 
-    /// [`AlertState::alert`], moving this state's values into the alert.
-    fn into_alert(self, id: String, now: i64) -> Alert {
+    /// [`AlertState::alert`], moving this state's values into the alert (`memo` keeps what
+    /// many alerts share).
+    fn into_alert(self, id: String, now: i64, memo: &mut Memo) -> Alert {
         let mut parts = Parts {
             entity: BTreeMap::new(),
             first_seen: i64::MAX,
@@ -192,14 +194,28 @@ impl AlertState {
             if i < MAX_WINDOWS {
                 let summary = if i < MAX_SUMMARIES { c.summary } else { String::new() };
                 parts.windows.push(WindowEvidence {
-                    start: rfc3339(window),
+                    start: memo.starts.entry(window).or_insert_with(|| rfc3339(window)).clone(),
                     count: c.count,
                     summary,
                 });
             }
         }
-        parts.alert(&self.rule, id, self.key, now)
+        let tags = memo
+            .tags
+            .entry(Arc::as_ptr(&self.rule) as usize)
+            .or_insert_with(|| self.rule.alert_tags())
+            .clone();
+        parts.alert(&self.rule, id, self.key, now, tags)
     }
+}
+
+/// What the alerts of one book share: window start texts and each rule's tags.
+#[derive(Default)]
+struct Memo {
+    starts: HashMap<i64, String>,
+    /// By the rule's address: no rule is allocated while a book turns into alerts, so an
+    /// address names one rule.
+    tags: HashMap<usize, Vec<String>>,
 }
 
 /// What an alert gathers from its windows' contributions.
@@ -215,7 +231,14 @@ struct Parts {
 }
 
 impl Parts {
-    fn alert(self, rule: &Rule, id: String, key: Vec<Option<String>>, now: i64) -> Alert {
+    fn alert(
+        self,
+        rule: &Rule,
+        id: String,
+        key: Vec<Option<String>>,
+        now: i64,
+        tags: Vec<String>,
+    ) -> Alert {
         let mut uids = self.uids;
         uids.sort_unstable();
         uids.dedup();
@@ -243,7 +266,7 @@ impl Parts {
             runbook: rule.spec.runbook.clone(),
             evidence_uids: uids,
             evidence: Evidence { aggregate, windows: self.windows },
-            tags: rule.alert_tags(),
+            tags,
             updated: now,
         }
     }
