@@ -397,3 +397,40 @@ async fn filtering_matches_sql(filters: &str) {
         "{filters}: only matching rows are kept"
     );
 }
+
+#[tokio::test]
+async fn filters_are_reordered_by_what_they_cost_and_drop() {
+    // Written first, an IP test that keeps most rows; written last, an equality no row meets.
+    // After a batch has measured both, the equality runs first: the IP test is not evaluated
+    // on rows the equality drops. Nothing is kept either way.
+    let yaml = rule_yaml("zt-o", "").replace(
+        "WHERE action = 'allow'",
+        "WHERE is_private_ip(src_ip) AND dst_port <> 1 AND provider = 'kubernetes'",
+    );
+    let set = rules(&yaml).await;
+    let lines: Vec<String> =
+        (0..400).map(|i| line(&format!("10.1.0.{}", i % 50), T0 + i)).collect();
+    let batches: Vec<RecordBatch> =
+        lines.chunks(50).enumerate().flat_map(|(i, c)| flows(i, c)).collect();
+    let mut engine =
+        Engine::new(&set.streaming(), set.reference(), EngineOptions::default(), Clock::Data)
+            .await
+            .expect("engine");
+    let before = engine.filter_order("zt-o");
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(
+        !before[0].contains("kubernetes"),
+        "the planner's order must not already be the best one: {before:?}"
+    );
+    for b in &batches {
+        engine.push(Table::Flows, b).await.expect("push");
+    }
+    engine.flush().await.expect("flush");
+    let after = engine.filter_order("zt-o");
+    assert!(
+        after[0].contains("kubernetes"),
+        "the filter that drops every row runs first: {after:?}"
+    );
+    assert_eq!(engine.stats().rows_kept, 0);
+    assert!(engine.alerts(0).is_empty());
+}
