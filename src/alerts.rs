@@ -87,17 +87,11 @@ pub async fn append_events(lake: &Lake, events: Vec<AlertEvent>) -> Result<usize
     commit_events(lake, prepared).await
 }
 
-/// New lifecycle events, their data files written but not committed yet.
-struct PreparedEvents {
-    count: usize,
-    files: Vec<DataFile>,
-}
-
 /// The first half of [`append_events`]: drop the events already stored, write the data files
-/// of the rest.
-async fn prepare_events(lake: Lake, events: Vec<AlertEvent>) -> Result<PreparedEvents> {
+/// of the rest (not committed yet).
+async fn prepare_events(lake: Lake, events: Vec<AlertEvent>) -> Result<Vec<DataFile>> {
     if events.is_empty() {
-        return Ok(PreparedEvents { count: 0, files: Vec::new() });
+        return Ok(Vec::new());
     }
     let ctx = session(&lake).await?;
     let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
@@ -115,32 +109,30 @@ async fn prepare_events(lake: Lake, events: Vec<AlertEvent>) -> Result<PreparedE
         .filter(|e| !stored.contains(&e.event_id) && seen.insert(e.event_id.clone()))
         .collect();
     if fresh.is_empty() {
-        return Ok(PreparedEvents { count: 0, files: Vec::new() });
+        return Ok(Vec::new());
     }
     let options = WriterOptions { encoder_threads: 1, ..WriterOptions::default() };
     let mut writer = lake.writer(Table::AlertEvents, options)?;
-    let count = fresh.len();
     let files = tokio::task::spawn_blocking(move || {
         writer.write(events_batch(&fresh)?)?;
         writer.finish().map_err(anyhow::Error::from)
     })
     .await
     .context("alert event writer")??;
-    Ok(PreparedEvents { count, files })
+    Ok(files)
 }
 
-/// The second half of [`append_events`]: commit the prepared files.
-async fn commit_events(lake: &Lake, prepared: PreparedEvents) -> Result<usize> {
-    if prepared.count == 0 {
+/// The second half of [`append_events`]: commit the prepared files; returns how many events
+/// they hold.
+async fn commit_events(lake: &Lake, files: Vec<DataFile>) -> Result<usize> {
+    let count = usize::try_from(files.iter().map(DataFile::rows).sum::<u64>())?;
+    if count == 0 {
         return Ok(0);
     }
     let mut info = serde_json::Map::new();
-    info.insert(
-        "ztlake".into(),
-        serde_json::json!({"operation": "alert_events", "events": prepared.count}),
-    );
-    lake.commit(Table::AlertEvents, prepared.files, Vec::new(), info).await?;
-    Ok(prepared.count)
+    info.insert("ztlake".into(), serde_json::json!({"operation": "alert_events", "events": count}));
+    lake.commit(Table::AlertEvents, files, Vec::new(), info).await?;
+    Ok(count)
 }
 
 /// Write `alerts` to the lake: merged with the stored state, upserted by `alert_id`, with a

@@ -155,6 +155,16 @@ struct Conjunct {
 }
 
 impl Conjunct {
+    /// `expr` (planned over `input`) narrowed to the columns it reads.
+    fn new(expr: Arc<dyn PhysicalExpr>, input: &Schema) -> datafusion::error::Result<Conjunct> {
+        let mut columns: Vec<usize> = collect_columns(&expr).iter().map(|c| c.index()).collect();
+        columns.sort_unstable();
+        columns.dedup();
+        let schema = Arc::new(input.project(&columns)?);
+        let expr = reassign_expr_columns(expr, &schema)?;
+        Ok(Conjunct { columns, schema, expr, rows_in: 0, rows_kept: 0, nanos: 0 })
+    }
+
     /// Its place in the order of evaluation: the classic rank of independent filters, cost
     /// per row over the share of rows it drops — cheap filters that drop much run first.
     fn rank(&self) -> f64 {
@@ -164,18 +174,6 @@ impl Conjunct {
         let cost = self.nanos as f64 / self.rows_in as f64;
         let dropped = 1.0 - self.rows_kept as f64 / self.rows_in as f64;
         cost / dropped.max(1e-3)
-    }
-}
-
-impl Conjunct {
-    /// `expr` (planned over `input`) narrowed to the columns it reads.
-    fn new(expr: Arc<dyn PhysicalExpr>, input: &Schema) -> datafusion::error::Result<Conjunct> {
-        let mut columns: Vec<usize> = collect_columns(&expr).iter().map(|c| c.index()).collect();
-        columns.sort_unstable();
-        columns.dedup();
-        let schema = Arc::new(input.project(&columns)?);
-        let expr = reassign_expr_columns(expr, &schema)?;
-        Ok(Conjunct { columns, schema, expr, rows_in: 0, rows_kept: 0, nanos: 0 })
     }
 }
 
@@ -213,6 +211,15 @@ struct RuleCost {
     evaluate: Duration,
     apply: Duration,
     evaluations: u64,
+}
+
+impl RuleCost {
+    /// One evaluation that ran from `started` to `evaluated`, its alerts applied until now.
+    fn evaluation(&mut self, started: Instant, evaluated: Instant) {
+        self.evaluate += evaluated - started;
+        self.apply += evaluated.elapsed();
+        self.evaluations += 1;
+    }
 }
 
 fn micros(d: Duration) -> i64 {
@@ -323,16 +330,20 @@ impl RuleRuntime {
             let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
                 return Err(Error::shape(&id, "a filter did not return booleans"));
             };
+            let own = mask.true_count();
             conjunct.rows_in += rows as u64;
-            conjunct.rows_kept += mask.true_count() as u64;
+            conjunct.rows_kept += own as u64;
             conjunct.nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             // NULL is "not kept", in the mask and after combining.
-            let mask = match pending.take() {
-                None => mask.clone(),
-                Some(before) => arrow::compute::and(&before, mask)
-                    .map_err(|e| Error::arrow(&id, "filtering", e))?,
+            let (mask, kept) = match pending.take() {
+                None => (mask.clone(), own),
+                Some(before) => {
+                    let both = arrow::compute::and(&before, mask)
+                        .map_err(|e| Error::arrow(&id, "filtering", e))?;
+                    let kept = both.true_count();
+                    (both, kept)
+                }
             };
-            let kept = mask.true_count();
             if kept == 0 {
                 return Ok(());
             }
@@ -476,9 +487,7 @@ impl RuleRuntime {
             let evaluated = Instant::now();
             stats.provisional_evaluations += 1;
             book.apply(index, &self.rule, start, candidates);
-            self.cost.evaluate += evaluated - started;
-            self.cost.apply += evaluated.elapsed();
-            self.cost.evaluations += 1;
+            self.cost.evaluation(started, evaluated);
         }
         Ok(())
     }
@@ -736,9 +745,7 @@ impl Engine {
                 let evaluated = Instant::now();
                 self.stats.final_evaluations += 1;
                 self.book.apply(index, &r.rule, start, candidates);
-                r.cost.evaluate += evaluated - started;
-                r.cost.apply += evaluated.elapsed();
-                r.cost.evaluations += 1;
+                r.cost.evaluation(started, evaluated);
             }
             let due = r.since_eval >= self.options.eval_every_rows
                 || now.duration_since(r.last_eval) >= self.options.eval_every;
