@@ -249,7 +249,7 @@ impl Lake {
                 }
                 TxnState::New => {}
             }
-            match self.try_commit(t, &table, &files, &txns, &info).await {
+            match self.try_commit(t, &table, &files, &txns, &info, None).await {
                 Ok(version) => {
                     tracing::debug!(table = %t, version, files = files.len(), rows, "committed");
                     return Ok(CommitOutcome::Committed { version, files: files.len(), rows });
@@ -263,7 +263,67 @@ impl Lake {
         Err(Error::internal(t, "commit attempts exhausted"))
     }
 
-    /// One commit attempt on top of `table`'s state; returns the new version.
+    /// Append `files` to table `t` only if no commit landed after `version` (the version a
+    /// caller read before deciding that these rows are new): one Delta commit without retries.
+    /// Returns `false`, with the files deleted, when the table moved on or another writer won
+    /// the race — the caller falls back to a merge. Creates the table when missing (`version`
+    /// is then the new table's).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] for files of another table; [`Error::Delta`] when the commit fails
+    /// for another reason (the files stay, as with [`Lake::commit`]).
+    pub async fn append_at(
+        &self,
+        t: Table,
+        files: Vec<DataFile>,
+        version: i64,
+        info: Map<String, Value>,
+    ) -> Result<bool> {
+        if let Some(f) = files.iter().find(|f| f.table != t) {
+            return Err(Error::internal(
+                t,
+                format!("data file {} belongs to table {}", f.path, f.table),
+            ));
+        }
+        let table = self.table(t).await?;
+        let moved = table.version().and_then(|v| i64::try_from(v).ok()) != Some(version);
+        let committed = if moved {
+            None
+        } else {
+            match self.try_commit(t, &table, &files, &[], &info, Some(0)).await {
+                Ok(v) => Some(v),
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::MaxCommitAttempts(_),
+                })
+                | Err(DeltaTableError::VersionAlreadyExists(_)) => None,
+                Err(e) => return Err(self.delta_err(t, "commit", e)),
+            }
+        };
+        match committed {
+            Some(v) => {
+                tracing::debug!(table = %t, version = v, files = files.len(), "appended");
+                Ok(true)
+            }
+            None => {
+                let table = self.table(t).await?;
+                self.delete_orphans(t, &table, &files).await;
+                tracing::debug!(table = %t, read = version, "table moved on; append not committed");
+                Ok(false)
+            }
+        }
+    }
+
+    /// The version table `t` is at now (created when missing).
+    ///
+    /// # Errors
+    /// [`Error::Delta`] when the table cannot be loaded or created.
+    pub async fn version(&self, t: Table) -> Result<i64> {
+        let table = self.table(t).await?;
+        Ok(table.version().and_then(|v| i64::try_from(v).ok()).unwrap_or(0))
+    }
+
+    /// One commit attempt on top of `table`'s state; returns the new version. `retries`:
+    /// how often deltalake may rebase onto concurrent commits (its default when `None`).
     async fn try_commit(
         &self,
         t: Table,
@@ -271,6 +331,7 @@ impl Lake {
         files: &[DataFile],
         txns: &[Txn],
         info: &Map<String, Value>,
+        retries: Option<usize>,
     ) -> Result<i64, DeltaTableError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let actions: Vec<Action> = files.iter().map(|f| Action::Add(f.to_add(now_ms))).collect();
@@ -278,9 +339,12 @@ impl Lake {
             .iter()
             .map(|txn| Transaction::new_with_last_update(&txn.app_id, txn.version, Some(now_ms)))
             .collect();
-        let properties = CommitProperties::default()
+        let mut properties = CommitProperties::default()
             .with_application_transactions(transactions)
             .with_metadata(info.clone());
+        if let Some(n) = retries {
+            properties = properties.with_max_retries(n);
+        }
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),

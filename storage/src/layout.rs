@@ -53,6 +53,11 @@ fn wants_dictionary(column: &Column) -> bool {
     let high_cardinality = column.name.ends_with("_ip")
         || column.name.ends_with("_port")
         || matches!(column.name, "bytes" | "packets" | "session_id" | "serial" | "cert_id")
+        // One value per alert (or step): ids, and JSON of entities and evidence.
+        || matches!(
+            column.name,
+            "alert_id" | "event_id" | "entity" | "dedupe_key" | "evidence" | "evidence_uids"
+        )
         || matches!(column.kind, Kind::Timestamp | Kind::Int64);
     !is_unique_per_row(column.name) && !high_cardinality
 }
@@ -152,7 +157,16 @@ pub fn writer_properties(table: Table, zstd_level: i32) -> Result<WriterProperti
     for column in data_columns(table) {
         let path = ColumnPath::from(column.name);
         if !wants_dictionary(column) {
-            builder = builder.set_column_dictionary_enabled(path.clone(), false);
+            // A list's values are the leaf column `name.list.item`.
+            let leaf = match column.kind {
+                Kind::TextList => ColumnPath::new(vec![
+                    column.name.to_owned(),
+                    "list".to_owned(),
+                    "item".to_owned(),
+                ]),
+                _ => path.clone(),
+            };
+            builder = builder.set_column_dictionary_enabled(leaf, false);
         }
         if !wants_statistics(column) {
             builder = builder.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
@@ -218,6 +232,12 @@ mod tests {
         );
         assert_eq!(props.encoding(&ColumnPath::from("source")), Some(Encoding::DELTA_BYTE_ARRAY));
         assert!(props.dictionary_enabled(&ColumnPath::from("action")));
+        let alerts = writer_properties(Table::Alerts, 3).expect("properties");
+        assert!(!alerts.dictionary_enabled(&ColumnPath::from("evidence")), "one JSON per alert");
+        let leaf = |list: &str| ColumnPath::new(vec![list.into(), "list".into(), "item".into()]);
+        assert!(!alerts.dictionary_enabled(&leaf("evidence_uids")));
+        assert!(alerts.dictionary_enabled(&ColumnPath::from("rule_id")), "few rules");
+        assert!(alerts.dictionary_enabled(&leaf("tags")), "tags repeat: a dictionary pays");
         assert!(props.dictionary_enabled(&ColumnPath::from("account")));
         assert!(!props.dictionary_enabled(&ColumnPath::from("bytes")));
         assert!(props.created_by().starts_with("ztlake"));

@@ -136,3 +136,28 @@ async fn all_txns_reads_every_app_id_in_one_replay_across_a_checkpoint() {
     // Another table of the same lake records its own.
     assert!(lake.all_txns(Table::Quarantine).await.expect("quarantine").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_at_a_version_commits_only_if_nothing_landed_since() {
+    let (_dir, lake, root) = temp_lake().await;
+    let t = micros("2024-01-02T10:00:00Z");
+    let rows = vec![("aws", "2024-01-02", t); 10];
+    let read = lake.version(Table::Flows).await.expect("version");
+
+    // Another writer commits after our read: the append is refused, its files deleted.
+    let other = write_rows(&lake, Table::Flows, &rows, 0, vec![]).await;
+    assert!(matches!(other, CommitOutcome::Committed { rows: 10, .. }), "{other:?}");
+    let before = parquet_files(&root.join("flows"));
+    let files = encode(&lake, Table::Flows, vec![flows_batch(&rows, 100)], opts()).await;
+    assert!(!lake.append_at(Table::Flows, files, read, Map::new()).await.expect("append"));
+    assert_eq!(parquet_files(&root.join("flows")), before, "refused files deleted");
+    assert_eq!(lake.stats(Table::Flows).await.expect("stats").rows, 10);
+
+    // At the current version it commits.
+    let now = lake.version(Table::Flows).await.expect("version");
+    assert!(now > read);
+    let files = encode(&lake, Table::Flows, vec![flows_batch(&rows, 200)], opts()).await;
+    assert!(lake.append_at(Table::Flows, files, now, Map::new()).await.expect("append"));
+    assert_eq!(lake.stats(Table::Flows).await.expect("stats").rows, 20);
+    assert_eq!(lake.version(Table::Flows).await.expect("version"), now + 1);
+}
