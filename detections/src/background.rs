@@ -89,9 +89,17 @@ fn run(mut engine: Engine, rx: &Receiver<(Table, RecordBatch)>) -> Outcome {
         while let Ok((table, batch)) = rx.recv() {
             engine.push(table, &batch).await?;
         }
+        let drained = std::time::Instant::now();
         engine.flush().await?;
+        let flushed = drained.elapsed();
         let now = chrono::Utc::now().timestamp_micros();
         let stats = engine.stats().clone();
-        Ok((engine.into_alerts(now), stats))
+        let alerts = engine.into_alerts(now);
+        tracing::debug!(
+            flush_ms = flushed.as_millis(),
+            alerts_ms = (drained.elapsed() - flushed).as_millis(),
+            "input drained: last windows closed, alerts built"
+        );
+        Ok((alerts, stats))
     })
 }

@@ -34,12 +34,49 @@ impl Contribution {
         self.first_seen = self.first_seen.min(c.first_seen);
         self.last_seen = self.last_seen.max(c.last_seen);
         self.count += c.count;
-        self.uids.extend(c.uids);
-        self.uids.sort_unstable();
-        self.uids.dedup();
-        self.uids.truncate(MAX_EVIDENCE_UIDS);
+        let mut uids = c.uids;
+        uids.sort_unstable();
+        uids.dedup();
+        merge_uids(&mut self.uids, uids);
         self.providers.extend(providers);
     }
+}
+
+/// Merge the sorted, distinct `more` into the sorted, distinct `into`, keeping the
+/// [`MAX_EVIDENCE_UIDS`] smallest: what sorting both together, dropping repeats and truncating
+/// would keep, without sorting the union (an alert of many windows has many such lists).
+fn merge_uids(into: &mut Vec<String>, more: Vec<String>) {
+    if more.is_empty() {
+        return;
+    }
+    if into.is_empty() {
+        *into = more;
+        into.truncate(MAX_EVIDENCE_UIDS);
+        return;
+    }
+    let mut merged = Vec::with_capacity((into.len() + more.len()).min(MAX_EVIDENCE_UIDS));
+    let mut a = std::mem::take(into).into_iter().peekable();
+    let mut b = more.into_iter().peekable();
+    while merged.len() < MAX_EVIDENCE_UIDS {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.cmp(y) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    b.next();
+                    a.next()
+                }
+            },
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => None,
+        };
+        match next {
+            Some(uid) => merged.push(uid),
+            None => break,
+        }
+    }
+    *into = merged;
 }
 
 #[derive(Debug)]
@@ -95,6 +132,8 @@ impl AlertBook {
                 Some((_, contribution)) => contribution.absorb(c, providers),
                 None => {
                     let mut uids = c.uids;
+                    uids.sort_unstable();
+                    uids.dedup();
                     uids.truncate(MAX_EVIDENCE_UIDS);
                     let contribution = Contribution {
                         entity: c.entity,
@@ -135,11 +174,34 @@ impl AlertBook {
 
     /// The same as [`AlertBook::alerts`], consuming the book (its values move into the alerts
     /// instead of being copied).
+    ///
+    /// Tens of thousands of alerts are built on two threads (the end of an ingest waits for
+    /// them), each half in id order.
     pub(crate) fn into_alerts(self, now: i64) -> Vec<Alert> {
         let mut states: Vec<(String, AlertState)> = self.alerts.into_iter().collect();
         states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut memo = Memo::default();
-        states.into_iter().map(|(id, s)| s.into_alert(id, now, &mut memo)).collect()
+        let build = |states: Vec<(String, AlertState)>| -> Vec<Alert> {
+            let mut memo = Memo::default();
+            states.into_iter().map(|(id, s)| s.into_alert(id, now, &mut memo)).collect()
+        };
+        if states.len() < PARALLEL_ALERTS {
+            return build(states);
+        }
+        // The second half is taken by the helper thread, or here when none could be started.
+        let second = std::sync::Mutex::new(Some(states.split_off(states.len() / 2)));
+        let take = || second.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+        std::thread::scope(|scope| {
+            let other = std::thread::Builder::new()
+                .name("ztlake-alerts".into())
+                .spawn_scoped(scope, || build(take()));
+            let mut alerts = build(states);
+            match other.map(|h| h.join()) {
+                Ok(Ok(rest)) => alerts.extend(rest),
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                Err(_) => alerts.extend(build(take())),
+            }
+            alerts
+        })
     }
 }
 
@@ -188,7 +250,7 @@ impl AlertState {
                 parts.entity = c.entity;
             }
             parts.last_seen = parts.last_seen.max(c.last_seen);
-            parts.uids.extend(c.uids);
+            merge_uids(&mut parts.uids, c.uids);
             parts.providers.extend(c.providers);
             parts.counts.push(c.count);
             if i < MAX_WINDOWS {
@@ -208,6 +270,9 @@ impl AlertState {
         parts.alert(&self.rule, id, self.key, now, tags)
     }
 }
+
+/// Fewer alerts than this are built on one thread.
+const PARALLEL_ALERTS: usize = 4096;
 
 /// What the alerts of one book share: window start texts and each rule's tags.
 #[derive(Default)]
@@ -269,5 +334,85 @@ impl Parts {
             tags,
             updated: now,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::loader::{LoadOptions, load_sources};
+
+    fn uids(numbers: impl IntoIterator<Item = usize>) -> Vec<String> {
+        let mut v: Vec<String> = numbers.into_iter().map(|n| format!("uid-{n:05}")).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn merged_uids_are_the_smallest_distinct_of_both() {
+        let cases: [(Vec<usize>, Vec<usize>); 5] = [
+            ((0..150).step_by(3).collect(), (0..150).step_by(2).collect()),
+            ((200..300).collect(), (0..40).collect()),
+            (vec![], (0..120).collect()),
+            ((0..5).collect(), vec![]),
+            ((10..20).collect(), (10..20).collect()),
+        ];
+        for (a, b) in cases {
+            let mut expected: Vec<String> = uids(a.iter().copied());
+            expected.extend(uids(b.iter().copied()));
+            expected.sort_unstable();
+            expected.dedup();
+            expected.truncate(MAX_EVIDENCE_UIDS);
+            let mut into = uids(a.iter().copied());
+            into.truncate(MAX_EVIDENCE_UIDS);
+            let mut more = uids(b.iter().copied());
+            more.truncate(MAX_EVIDENCE_UIDS);
+            merge_uids(&mut into, more);
+            assert_eq!(into, expected, "{a:?} + {b:?}");
+        }
+    }
+
+    /// Many alerts of several windows each: the consumed book (built on two threads, uids
+    /// merged window by window) equals the borrowed one (every window's uids sorted together).
+    #[tokio::test]
+    async fn consumed_and_borrowed_books_give_the_same_alerts() {
+        let yaml = "id: r\ntitle: T\nseverity: low\ntable: flows\nmode: streaming\nwindow: 10m\nsql: |\n  SELECT dst_ip, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen, array_agg(event_uid) AS event_uids\n  FROM flows GROUP BY dst_ip\nentity: [dst_ip]\ndedupe: {key: [dst_ip], period: 24h}\nrunbook: rb\ntests:\n  - name: p\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 1}\n  - name: n\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 0}\n";
+        let set =
+            load_sources(&[(PathBuf::from("r.yaml"), yaml.to_owned())], &LoadOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let rule = set.streaming().first().cloned().expect("one streaming rule");
+        let minute = 60_000_000i64;
+        let mut book = AlertBook::default();
+        for window in 0..4i64 {
+            let candidates = (0..PARALLEL_ALERTS + 500)
+                .map(|host| {
+                    let dst = format!("10.0.{}.{}", host / 250, host % 250);
+                    let first_seen = window * 10 * minute + i64::try_from(host % 7).unwrap_or(0);
+                    // Overlapping uid ranges across windows, some beyond the cap.
+                    let start = host + usize::try_from(window).unwrap_or(0) * 40;
+                    let c = Candidate {
+                        entity: BTreeMap::from([("dst_ip".to_owned(), Some(dst.clone()))]),
+                        key: vec![Some(dst)],
+                        first_seen,
+                        last_seen: first_seen + 1,
+                        count: 3,
+                        uids: uids(start..start + 90),
+                        summary: format!("w={window}"),
+                    };
+                    (c, BTreeSet::from(["aws".to_owned()]))
+                })
+                .collect();
+            book.apply(0, &rule, window * 10 * minute, candidates);
+        }
+        let borrowed = book.alerts(7);
+        assert_eq!(borrowed.len(), PARALLEL_ALERTS + 500);
+        assert!(borrowed.windows(2).all(|w| w[0].alert_id < w[1].alert_id), "sorted by id");
+        assert!(borrowed.iter().all(|a| a.evidence_uids.len() == MAX_EVIDENCE_UIDS));
+        assert!(borrowed.iter().all(|a| a.evidence.windows.len() == 4), "four windows each");
+        assert_eq!(book.into_alerts(7), borrowed);
     }
 }

@@ -723,6 +723,16 @@ impl Engine {
                     evaluations = r.cost.evaluations,
                     "rule cost"
                 );
+                for c in r.inputs.iter().flat_map(|i| &i.conjuncts) {
+                    tracing::trace!(
+                        rule = r.rule.id(),
+                        filter = %c.expr,
+                        rows_in = c.rows_in,
+                        rows_kept = c.rows_kept,
+                        ms = c.nanos / 1_000_000,
+                        "filter cost"
+                    );
+                }
             }
         }
         Ok(())

@@ -535,6 +535,9 @@ impl TextRows {
 #[derive(Debug, Default)]
 struct PrefixTable {
     levels: Vec<Level>,
+    /// The IPv4 levels again, as 32-bit masks and networks (built by [`PrefixTable::seal`]):
+    /// the lookup of a flow's address without 128-bit arithmetic.
+    v4: Vec<(u32, Vec<(u32, usize)>)>,
 }
 
 /// (is_v4, prefix) → (network bits, first row with that network), sorted by bits.
@@ -559,12 +562,32 @@ impl PrefixTable {
             nets.sort_by_key(|&(bits, _)| bits);
             nets.dedup_by_key(|&mut (bits, _)| bits);
         }
+        self.v4 = self
+            .levels
+            .iter()
+            .filter(|((v4, _), _)| *v4)
+            .map(|((_, prefix), nets)| {
+                let mask = crate::udf::ip::mask(*prefix, 32) as u32;
+                (mask, nets.iter().map(|&(bits, row)| (bits as u32, row)).collect())
+            })
+            .collect();
     }
 
     fn lookup(&self, ip: std::net::IpAddr) -> Option<usize> {
+        if let std::net::IpAddr::V4(v4) = ip {
+            return self.lookup_v4(u32::from(v4));
+        }
         let (bits, width, v4) = to_bits(ip);
         self.levels.iter().filter(|((fam, _), _)| *fam == v4).find_map(|((_, prefix), nets)| {
             let key = bits & crate::udf::ip::mask(*prefix, width);
+            nets.binary_search_by_key(&key, |&(b, _)| b).ok().map(|i| nets[i].1)
+        })
+    }
+
+    /// [`PrefixTable::lookup`] of an IPv4 address, longest prefix first.
+    fn lookup_v4(&self, ip: u32) -> Option<usize> {
+        self.v4.iter().find_map(|(mask, nets)| {
+            let key = ip & mask;
             nets.binary_search_by_key(&key, |&(b, _)| b).ok().map(|i| nets[i].1)
         })
     }
