@@ -154,15 +154,15 @@ pub struct Alert {
 
 /// The provider value for a set of evidence providers.
 pub(crate) fn provider_of(providers: &BTreeSet<String>) -> String {
-    let known: BTreeSet<&str> = providers
+    // A set: two known names are two providers.
+    let mut known = providers
         .iter()
         .map(String::as_str)
-        .filter(|p| Provider::from_name(p).is_some_and(|p| p != Provider::Unknown))
-        .collect();
-    match known.len() {
-        0 => Provider::Unknown.as_str().to_owned(),
-        1 => known.into_iter().next().unwrap_or("unknown").to_owned(),
-        _ => Provider::Multi.as_str().to_owned(),
+        .filter(|p| Provider::from_name(p).is_some_and(|p| p != Provider::Unknown));
+    match (known.next(), known.next()) {
+        (None, _) => Provider::Unknown.as_str().to_owned(),
+        (Some(one), None) => one.to_owned(),
+        (Some(_), Some(_)) => Provider::Multi.as_str().to_owned(),
     }
 }
 

@@ -6,6 +6,10 @@
 //! window again — a provisional evaluation of an open window, then its final one — replaces that
 //! window's contribution, so nothing is counted twice and the final state depends only on the
 //! final evaluation of each window (the same in streaming and backfill).
+//!
+//! One-shot runs (`ingest --detect`, backfill) evaluate each window once, finally: there the
+//! book folds each window into its alerts as it comes ([`AlertBook::fold`]) instead of keeping
+//! a contribution per window, with the same result.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -79,11 +83,134 @@ fn merge_uids(into: &mut Vec<String>, more: Vec<String>) {
     *into = merged;
 }
 
+/// One window's candidates grouped by alert id (rule, dedupe key, dedupe bucket of the
+/// candidate's `first_seen`): each id's dedupe key and contribution.
+fn group(
+    rule: &Rule,
+    mut candidates: Vec<(Candidate, BTreeSet<String>)>,
+) -> HashMap<String, (Vec<Option<String>>, Contribution)> {
+    let period = i64::try_from(rule.dedupe_period.as_micros()).unwrap_or(i64::MAX).max(1);
+    // Deterministic order: the entity and summary of a window come from its first candidate.
+    candidates.sort_by(|(a, _), (b, _)| {
+        (a.first_seen, &a.entity, &a.summary).cmp(&(b.first_seen, &b.entity, &b.summary))
+    });
+    let mut grouped: HashMap<String, (Vec<Option<String>>, Contribution)> = HashMap::new();
+    for (c, providers) in candidates {
+        let bucket = c.first_seen.div_euclid(period);
+        let id = alert_id(rule.id(), &c.key, bucket);
+        match grouped.get_mut(&id) {
+            Some((_, contribution)) => contribution.absorb(c, providers),
+            None => {
+                let mut uids = c.uids;
+                uids.sort_unstable();
+                uids.dedup();
+                uids.truncate(MAX_EVIDENCE_UIDS);
+                let contribution = Contribution {
+                    entity: c.entity,
+                    first_seen: c.first_seen,
+                    last_seen: c.last_seen,
+                    count: c.count,
+                    uids,
+                    providers,
+                    summary: c.summary,
+                };
+                grouped.insert(id, (c.key, contribution));
+            }
+        }
+    }
+    grouped
+}
+
 #[derive(Debug)]
 struct AlertState {
     rule: Arc<Rule>,
     key: Vec<Option<String>>,
     contributions: BTreeMap<i64, Contribution>,
+    /// Windows added by [`AlertBook::fold`] (one-shot runs).
+    folded: Option<Box<Folded>>,
+}
+
+/// The contributions of an alert's windows folded into one, kept up to date as windows arrive
+/// (in any order): what [`AlertState::alert`] would make of them, so the end of a one-shot run
+/// only converts. A folded window can never be replaced.
+#[derive(Debug, Clone)]
+struct Folded {
+    entity: BTreeMap<String, Option<String>>,
+    /// (`first_seen`, window) of the contribution `entity` comes from: the earliest event,
+    /// the earliest window on a tie.
+    entity_from: (i64, i64),
+    first_seen: i64,
+    last_seen: i64,
+    /// Sorted, distinct, at most [`MAX_EVIDENCE_UIDS`].
+    uids: Vec<String>,
+    providers: BTreeSet<String>,
+    /// The earliest [`MAX_WINDOWS`] windows by start: (start, count, summary — empty from
+    /// the [`MAX_SUMMARIES`]th window on).
+    windows: Vec<(i64, i64, String)>,
+    /// Every window's count.
+    counts: Vec<i64>,
+}
+
+impl Folded {
+    fn new() -> Folded {
+        Folded {
+            entity: BTreeMap::new(),
+            entity_from: (i64::MAX, i64::MAX),
+            first_seen: i64::MAX,
+            last_seen: i64::MIN,
+            uids: Vec::new(),
+            providers: BTreeSet::new(),
+            windows: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// Fold in `window`'s contribution.
+    fn add(&mut self, window: i64, c: Contribution) {
+        if (c.first_seen, window) < self.entity_from {
+            self.entity = c.entity;
+            self.entity_from = (c.first_seen, window);
+        }
+        self.first_seen = self.first_seen.min(c.first_seen);
+        self.last_seen = self.last_seen.max(c.last_seen);
+        merge_uids(&mut self.uids, c.uids);
+        self.providers.extend(c.providers);
+        self.counts.push(c.count);
+        let at = self.windows.partition_point(|w| w.0 < window);
+        if at < MAX_WINDOWS {
+            let summary = if at < MAX_SUMMARIES { c.summary } else { String::new() };
+            self.windows.insert(at, (window, c.count, summary));
+            // The window pushed past the summarized ones loses its summary.
+            if at < MAX_SUMMARIES
+                && let Some(w) = self.windows.get_mut(MAX_SUMMARIES)
+            {
+                w.2 = String::new();
+            }
+            self.windows.truncate(MAX_WINDOWS);
+        }
+    }
+
+    /// Its parts (window starts as text, shared through `memo`).
+    fn into_parts(self, memo: &mut Memo) -> Parts {
+        let windows = self
+            .windows
+            .into_iter()
+            .map(|(start, count, summary)| WindowEvidence {
+                start: memo.starts.entry(start).or_insert_with(|| rfc3339(start)).clone(),
+                count,
+                summary,
+            })
+            .collect();
+        Parts {
+            entity: self.entity,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            uids: self.uids,
+            providers: self.providers,
+            windows,
+            counts: self.counts,
+        }
+    }
 }
 
 /// Alert states of a set of rules. See the module docs.
@@ -109,7 +236,7 @@ impl AlertBook {
             for id in ids {
                 if let Some(state) = self.alerts.get_mut(&id) {
                     state.contributions.remove(&window);
-                    if state.contributions.is_empty() {
+                    if state.contributions.is_empty() && state.folded.is_none() {
                         self.alerts.remove(&id);
                     }
                 }
@@ -118,46 +245,47 @@ impl AlertBook {
         if candidates.is_empty() {
             return;
         }
-        let period = i64::try_from(rule.dedupe_period.as_micros()).unwrap_or(i64::MAX).max(1);
-        // Deterministic order: the entity and summary of a window come from its first candidate.
-        let mut candidates = candidates;
-        candidates.sort_by(|(a, _), (b, _)| {
-            (a.first_seen, &a.entity, &a.summary).cmp(&(b.first_seen, &b.entity, &b.summary))
-        });
-        let mut grouped: HashMap<String, (Vec<Option<String>>, Contribution)> = HashMap::new();
-        for (c, providers) in candidates {
-            let bucket = c.first_seen.div_euclid(period);
-            let id = alert_id(rule.id(), &c.key, bucket);
-            match grouped.get_mut(&id) {
-                Some((_, contribution)) => contribution.absorb(c, providers),
-                None => {
-                    let mut uids = c.uids;
-                    uids.sort_unstable();
-                    uids.dedup();
-                    uids.truncate(MAX_EVIDENCE_UIDS);
-                    let contribution = Contribution {
-                        entity: c.entity,
-                        first_seen: c.first_seen,
-                        last_seen: c.last_seen,
-                        count: c.count,
-                        uids,
-                        providers,
-                        summary: c.summary,
-                    };
-                    grouped.insert(id, (c.key, contribution));
-                }
-            }
-        }
+        let grouped = group(rule, candidates);
         let ids: Vec<String> = grouped.keys().cloned().collect();
         for (id, (key, contribution)) in grouped {
             let state = self.alerts.entry(id).or_insert_with(|| AlertState {
                 rule: rule.clone(),
                 key,
                 contributions: BTreeMap::new(),
+                folded: None,
             });
             state.contributions.insert(window, contribution);
         }
         self.windows.insert((index, window), ids);
+    }
+
+    /// Add the final evaluation of window `window` of `rule`: like [`AlertBook::apply`], but
+    /// the window can never be replaced, and each alert keeps one folded state instead of a
+    /// contribution per window (a one-shot run of many windows then ends by converting its
+    /// alerts, not by merging and freeing every window's contribution).
+    pub(crate) fn fold(
+        &mut self,
+        rule: &Arc<Rule>,
+        window: i64,
+        candidates: Vec<(Candidate, BTreeSet<String>)>,
+    ) {
+        for (id, (key, contribution)) in group(rule, candidates) {
+            let state = self.alerts.entry(id).or_insert_with(|| AlertState {
+                rule: rule.clone(),
+                key,
+                contributions: BTreeMap::new(),
+                folded: None,
+            });
+            let folded = state.folded.get_or_insert_with(|| Box::new(Folded::new()));
+            // Contributions of earlier windows join the fold; one of this window would be
+            // replaced by its final evaluation (never the case in a one-shot run).
+            for (w, c) in std::mem::take(&mut state.contributions) {
+                if w != window {
+                    folded.add(w, c);
+                }
+            }
+            folded.add(window, contribution);
+        }
     }
 
     /// Number of alerts.
@@ -175,39 +303,27 @@ impl AlertBook {
     /// The same as [`AlertBook::alerts`], consuming the book (its values move into the alerts
     /// instead of being copied).
     ///
-    /// Tens of thousands of alerts are built on two threads (the end of an ingest waits for
-    /// them), each half in id order.
+    /// One thread: the states' memory belongs to this thread's allocator arena, and a second
+    /// thread freeing half of it spent more time waiting on that arena's lock than it saved.
     pub(crate) fn into_alerts(self, now: i64) -> Vec<Alert> {
         let mut states: Vec<(String, AlertState)> = self.alerts.into_iter().collect();
         states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let build = |states: Vec<(String, AlertState)>| -> Vec<Alert> {
-            let mut memo = Memo::default();
-            states.into_iter().map(|(id, s)| s.into_alert(id, now, &mut memo)).collect()
-        };
-        if states.len() < PARALLEL_ALERTS {
-            return build(states);
-        }
-        // The second half is taken by the helper thread, or here when none could be started.
-        let second = std::sync::Mutex::new(Some(states.split_off(states.len() / 2)));
-        let take = || second.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
-        std::thread::scope(|scope| {
-            let other = std::thread::Builder::new()
-                .name("ztlake-alerts".into())
-                .spawn_scoped(scope, || build(take()));
-            let mut alerts = build(states);
-            match other.map(|h| h.join()) {
-                Ok(Ok(rest)) => alerts.extend(rest),
-                Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                Err(_) => alerts.extend(build(take())),
-            }
-            alerts
-        })
+        let mut memo = Memo::default();
+        states.into_iter().map(|(id, s)| s.into_alert(id, now, &mut memo)).collect()
     }
 }
 
 impl AlertState {
     fn alert(&self, id: &str, now: i64) -> Alert {
         let rule = &self.rule;
+        if let Some(folded) = &self.folded {
+            let mut folded = folded.as_ref().clone();
+            for (w, c) in &self.contributions {
+                folded.add(*w, c.clone());
+            }
+            let parts = folded.into_parts(&mut Memo::default());
+            return parts.alert(rule, id.to_owned(), self.key.clone(), now, rule.alert_tags());
+        }
         let mut first_seen = i64::MAX;
         let mut last_seen = i64::MIN;
         let mut uids: Vec<String> = Vec::new();
@@ -235,6 +351,17 @@ impl AlertState {
     /// [`AlertState::alert`], moving this state's values into the alert (`memo` keeps what
     /// many alerts share).
     fn into_alert(self, id: String, now: i64, memo: &mut Memo) -> Alert {
+        let tags = memo
+            .tags
+            .entry(Arc::as_ptr(&self.rule) as usize)
+            .or_insert_with(|| self.rule.alert_tags())
+            .clone();
+        if let Some(mut folded) = self.folded {
+            for (w, c) in self.contributions {
+                folded.add(w, c);
+            }
+            return folded.into_parts(memo).alert(&self.rule, id, self.key, now, tags);
+        }
         let mut parts = Parts {
             entity: BTreeMap::new(),
             first_seen: i64::MAX,
@@ -262,17 +389,9 @@ impl AlertState {
                 });
             }
         }
-        let tags = memo
-            .tags
-            .entry(Arc::as_ptr(&self.rule) as usize)
-            .or_insert_with(|| self.rule.alert_tags())
-            .clone();
         parts.alert(&self.rule, id, self.key, now, tags)
     }
 }
-
-/// Fewer alerts than this are built on one thread.
-const PARALLEL_ALERTS: usize = 4096;
 
 /// What the alerts of one book share: window start texts and each rule's tags.
 #[derive(Default)]
@@ -344,6 +463,9 @@ mod tests {
     use super::*;
     use crate::loader::{LoadOptions, load_sources};
 
+    /// A streaming rule with a 24 h dedupe period: one alert per destination over many windows.
+    const RULE: &str = "id: r\ntitle: T\nseverity: low\ntable: flows\nmode: streaming\nwindow: 10m\nsql: |\n  SELECT dst_ip, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen, array_agg(event_uid) AS event_uids\n  FROM flows GROUP BY dst_ip\nentity: [dst_ip]\ndedupe: {key: [dst_ip], period: 24h}\nrunbook: rb\ntests:\n  - name: p\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 1}\n  - name: n\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 0}\n";
+
     fn uids(numbers: impl IntoIterator<Item = usize>) -> Vec<String> {
         let mut v: Vec<String> = numbers.into_iter().map(|n| format!("uid-{n:05}")).collect();
         v.sort_unstable();
@@ -375,20 +497,19 @@ mod tests {
         }
     }
 
-    /// Many alerts of several windows each: the consumed book (built on two threads, uids
-    /// merged window by window) equals the borrowed one (every window's uids sorted together).
+    /// Many alerts of several windows each: the consumed book (uids merged window by window)
+    /// equals the borrowed one (every window's uids sorted together).
     #[tokio::test]
     async fn consumed_and_borrowed_books_give_the_same_alerts() {
-        let yaml = "id: r\ntitle: T\nseverity: low\ntable: flows\nmode: streaming\nwindow: 10m\nsql: |\n  SELECT dst_ip, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen, array_agg(event_uid) AS event_uids\n  FROM flows GROUP BY dst_ip\nentity: [dst_ip]\ndedupe: {key: [dst_ip], period: 24h}\nrunbook: rb\ntests:\n  - name: p\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 1}\n  - name: n\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 0}\n";
         let set =
-            load_sources(&[(PathBuf::from("r.yaml"), yaml.to_owned())], &LoadOptions::default())
+            load_sources(&[(PathBuf::from("r.yaml"), RULE.to_owned())], &LoadOptions::default())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         let rule = set.streaming().first().cloned().expect("one streaming rule");
         let minute = 60_000_000i64;
         let mut book = AlertBook::default();
         for window in 0..4i64 {
-            let candidates = (0..PARALLEL_ALERTS + 500)
+            let candidates = (0..4596)
                 .map(|host| {
                     let dst = format!("10.0.{}.{}", host / 250, host % 250);
                     let first_seen = window * 10 * minute + i64::try_from(host % 7).unwrap_or(0);
@@ -409,10 +530,67 @@ mod tests {
             book.apply(0, &rule, window * 10 * minute, candidates);
         }
         let borrowed = book.alerts(7);
-        assert_eq!(borrowed.len(), PARALLEL_ALERTS + 500);
+        assert_eq!(borrowed.len(), 4596);
         assert!(borrowed.windows(2).all(|w| w[0].alert_id < w[1].alert_id), "sorted by id");
         assert!(borrowed.iter().all(|a| a.evidence_uids.len() == MAX_EVIDENCE_UIDS));
         assert!(borrowed.iter().all(|a| a.evidence.windows.len() == 4), "four windows each");
         assert_eq!(book.into_alerts(7), borrowed);
+    }
+
+    /// Folding windows as they come (here in a scrambled order) gives the alerts of keeping a
+    /// contribution per window: entity of the earliest event, summaries of the first windows,
+    /// uids, counts.
+    #[tokio::test]
+    async fn folded_windows_give_the_alerts_of_kept_contributions() {
+        let set =
+            load_sources(&[(PathBuf::from("r.yaml"), RULE.to_owned())], &LoadOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let rule = set.streaming().first().cloned().expect("one streaming rule");
+        let minute = 60_000_000i64;
+        let windows = MAX_SUMMARIES as i64 + 6;
+        let candidates = |window: i64| -> Vec<(Candidate, BTreeSet<String>)> {
+            (0..30usize)
+                .map(|host| {
+                    let dst = format!("10.1.0.{host}");
+                    // Ties of first_seen across windows: the earliest window's entity wins.
+                    let first_seen =
+                        5 * minute + i64::try_from(host % 3).unwrap_or(0) - (window % 4) * minute;
+                    let start = host + usize::try_from(window).unwrap_or(0) * 7;
+                    let c = Candidate {
+                        entity: BTreeMap::from([
+                            ("dst_ip".to_owned(), Some(dst.clone())),
+                            ("w".to_owned(), Some(window.to_string())),
+                        ]),
+                        key: vec![Some(dst)],
+                        first_seen,
+                        last_seen: first_seen + window,
+                        count: window + 1,
+                        uids: uids(start..start + 60),
+                        summary: format!("w={window}"),
+                    };
+                    let provider = if window % 5 == 0 { "gcp" } else { "aws" };
+                    (c, BTreeSet::from([provider.to_owned()]))
+                })
+                .collect()
+        };
+        let mut kept = AlertBook::default();
+        let mut folded = AlertBook::default();
+        for window in 0..windows {
+            kept.apply(0, &rule, window * 10 * minute, candidates(window));
+        }
+        let scrambled = (0..windows).map(|i| (i * 7) % windows);
+        for window in scrambled {
+            folded.fold(&rule, window * 10 * minute, candidates(window));
+        }
+        let expected = kept.into_alerts(9);
+        assert_eq!(expected.len(), 30);
+        assert!(
+            expected
+                .iter()
+                .all(|a| a.evidence.windows.len() == usize::try_from(windows).unwrap_or(0))
+        );
+        assert_eq!(folded.alerts(9), expected, "borrowed");
+        assert_eq!(folded.into_alerts(9), expected, "consumed");
     }
 }

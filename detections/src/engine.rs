@@ -754,7 +754,13 @@ impl Engine {
                 let candidates = r.evaluate(&bucket.rows).await?;
                 let evaluated = Instant::now();
                 self.stats.final_evaluations += 1;
-                self.book.apply(index, &r.rule, start, candidates);
+                if self.provisional {
+                    // Replaces the window's provisional contribution.
+                    self.book.apply(index, &r.rule, start, candidates);
+                } else {
+                    // Nothing was evaluated of this window before, nor ever will be again.
+                    self.book.fold(&r.rule, start, candidates);
+                }
                 r.cost.evaluation(started, evaluated);
             }
             let due = r.since_eval >= self.options.eval_every_rows
