@@ -466,6 +466,14 @@ mod tests {
     /// A streaming rule with a 24 h dedupe period: one alert per destination over many windows.
     const RULE: &str = "id: r\ntitle: T\nseverity: low\ntable: flows\nmode: streaming\nwindow: 10m\nsql: |\n  SELECT dst_ip, count(*) AS count, min(time) AS first_seen, max(time) AS last_seen, array_agg(event_uid) AS event_uids\n  FROM flows GROUP BY dst_ip\nentity: [dst_ip]\ndedupe: {key: [dst_ip], period: 24h}\nrunbook: rb\ntests:\n  - name: p\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 1}\n  - name: n\n    input: [{format: aws-vpcflow, data: x}]\n    expect: {count: 0}\n";
 
+    async fn rule() -> Arc<Rule> {
+        let set =
+            load_sources(&[(PathBuf::from("r.yaml"), RULE.to_owned())], &LoadOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        set.streaming().first().cloned().expect("one streaming rule")
+    }
+
     fn uids(numbers: impl IntoIterator<Item = usize>) -> Vec<String> {
         let mut v: Vec<String> = numbers.into_iter().map(|n| format!("uid-{n:05}")).collect();
         v.sort_unstable();
@@ -501,11 +509,7 @@ mod tests {
     /// equals the borrowed one (every window's uids sorted together).
     #[tokio::test]
     async fn consumed_and_borrowed_books_give_the_same_alerts() {
-        let set =
-            load_sources(&[(PathBuf::from("r.yaml"), RULE.to_owned())], &LoadOptions::default())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        let rule = set.streaming().first().cloned().expect("one streaming rule");
+        let rule = rule().await;
         let minute = 60_000_000i64;
         let mut book = AlertBook::default();
         for window in 0..4i64 {
@@ -542,11 +546,7 @@ mod tests {
     /// uids, counts.
     #[tokio::test]
     async fn folded_windows_give_the_alerts_of_kept_contributions() {
-        let set =
-            load_sources(&[(PathBuf::from("r.yaml"), RULE.to_owned())], &LoadOptions::default())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-        let rule = set.streaming().first().cloned().expect("one streaming rule");
+        let rule = rule().await;
         let minute = 60_000_000i64;
         let windows = MAX_SUMMARIES as i64 + 6;
         let candidates = |window: i64| -> Vec<(Candidate, BTreeSet<String>)> {
