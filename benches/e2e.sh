@@ -6,16 +6,19 @@
 # same columns ztlake writes for these records, including `source` and `event_uid` (the ratio the
 # target is about), once without those two (a lighter query, printed for reference).
 #
-# With --pack: the cost of streaming detection instead. The same file is ingested twice into
-# fresh lakes, without and with `--detect` (the shipped streaming rule pack from
-# detections/rules, detections/reference and runbooks), and the script prints both rates and the
-# share of ingest throughput the pack costs; it exits 1 when that exceeds the 30% budget
-# (PACK_BUDGET_PCT overrides it). The rates are those of the ingest itself (the command's own
-# "records in N s": reading, detection, the data and alert commits); `ingest --detect` then hands
-# its alerts to on-call delivery (the outbox), which is timed and printed separately.
+# With --pack: the cost of streaming detection instead. The same file is ingested into fresh
+# lakes without and with `--detect` (the shipped streaming rule pack from detections/rules,
+# detections/reference and runbooks), alternately, PACK_ROUNDS times (default 3); the script
+# prints every pair's rates and the share of ingest throughput the pack costs, and exits 1 when
+# the median share exceeds the 30% budget (PACK_BUDGET_PCT overrides it). The rates are those of
+# the ingest itself (the command's own "records in N s": reading, detection, the data and alert
+# commits). The `--detect` runs use on-call routes that reach nobody: the tens of thousands of
+# alerts would otherwise become one outbox file each, whose deletion before the next run disturbs
+# that run's timing (filesystem writeback). PACK_DELIVER=1 delivers them (into the outbox), and
+# the delivery after the ingest is timed and printed separately.
 #
 #   benches/e2e.sh [MILLION_LINES=5] [WORKDIR=target/bench-e2e]
-#   benches/e2e.sh --pack [MILLION_LINES=5] [WORKDIR=target/bench-e2e]
+#   [PACK_ROUNDS=3] [PACK_DELIVER=1] benches/e2e.sh --pack [MILLION_LINES=5] [WORKDIR=target/bench-e2e]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PACK=0
@@ -41,18 +44,28 @@ cat "$INPUT" > /dev/null   # warm the page cache for both tools alike
 
 if [ "$PACK" = 1 ]; then
   BUDGET="${PACK_BUDGET_PCT:-30}"
-  # ingest NAME [EXTRA ARGS…]: a fresh lake $WORK/lake-NAME; sets SECS and RATE.
+  ROUNDS="${PACK_ROUNDS:-3}"
+  ONCALL_CONFIG=""
+  if [ "${PACK_DELIVER:-0}" != 1 ]; then
+    ONCALL_CONFIG="$WORK/no-delivery.toml"
+    printf '[oncall]\ndefault_targets = []\n[[oncall.targets]]\nname = "nobody"\nemail = ["nobody@localhost"]\n' \
+      > "$ONCALL_CONFIG"
+  fi
+  # ingest NAME [EXTRA ARGS…]: a fresh lake $WORK/lake-NAME (with $CONFIG as the
+  # configuration when set); sets SECS and RATE.
   ingest() {
     local name="$1"
     shift
     rm -rf "$WORK/lake-$name"
-    # A previous run's lake (with --detect, an outbox of one file per alert) is deleted and
-    # flushed before the clock starts: its I/O is not this run's.
+    # A previous run's lake is deleted and flushed before the clock starts: its I/O is not
+    # this run's.
     sync
     local start end
     start=$(date +%s.%N)
-    /usr/bin/time -f "%M" -o "$WORK/ztlake-$name.rss" "$BIN" --lake "$WORK/lake-$name" ingest \
-      --format aws-vpcflow "$@" "$INPUT" > "$WORK/ztlake-$name.out"
+    local settings=()
+    [ -z "$CONFIG" ] || settings=("ZTLAKE_CONFIG=$CONFIG")
+    env "${settings[@]}" /usr/bin/time -f "%M" -o "$WORK/ztlake-$name.rss" "$BIN" \
+      --lake "$WORK/lake-$name" ingest --format aws-vpcflow "$@" "$INPUT" > "$WORK/ztlake-$name.out"
     end=$(date +%s.%N)
     local total
     total=$(echo "$end - $start" | bc -l)
@@ -64,15 +77,23 @@ if [ "$PACK" = 1 ]; then
       "$name" "$SECS" "$(echo "$RATE / 1000000" | bc -l)" "$(( $(cat "$WORK/ztlake-$name.rss") / 1024 ))" \
       "$total" "$(echo "$total - $SECS" | bc -l)"
   }
-  echo "== ztlake ingest, streaming pack off vs on ($LINES lines, $((SIZE / 1000000)) MB)"
-  ingest pack-off
-  OFF_RATE=$RATE
-  ingest pack-on --detect
-  ON_RATE=$RATE
+  echo "== ztlake ingest, streaming pack off vs on ($LINES lines, $((SIZE / 1000000)) MB), $ROUNDS rounds"
+  COSTS=()
+  for round in $(seq 1 "$ROUNDS"); do
+    CONFIG="" ingest pack-off
+    OFF_RATE=$RATE
+    CONFIG="$ONCALL_CONFIG" ingest pack-on --detect
+    ON_RATE=$RATE
+    COST=$(echo "(1 - $ON_RATE / $OFF_RATE) * 100" | bc -l)
+    COSTS+=("$COST")
+    printf "round %d: pack cost %.1f%% of ingest throughput\n" "$round" "$COST"
+  done
+  rm -rf "$WORK/lake-pack-off" "$WORK/lake-pack-on"
   grep -iE 'detect|rule|alert|window|on-call' "$WORK/ztlake-pack-on.out" || true
-  COST=$(echo "(1 - $ON_RATE / $OFF_RATE) * 100" | bc -l)
-  printf "pack cost: %.1f%% of ingest throughput (budget %s%%)\n" "$COST" "$BUDGET"
-  if [ "$(echo "$COST > $BUDGET" | bc -l)" = 1 ]; then
+  MEDIAN=$(printf "%s\n" "${COSTS[@]}" | sort -g | sed -n "$(( (ROUNDS + 1) / 2 ))p")
+  printf "pack cost: median %.1f%% of ingest throughput over %d rounds (budget %s%%)\n" \
+    "$MEDIAN" "$ROUNDS" "$BUDGET"
+  if [ "$(echo "$MEDIAN > $BUDGET" | bc -l)" = 1 ]; then
     echo "OVER BUDGET"
     exit 1
   fi
