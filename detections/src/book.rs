@@ -130,9 +130,10 @@ struct AlertState {
     folded: Option<Box<Folded>>,
 }
 
-/// The contributions of an alert's windows folded into one, kept up to date as windows arrive
-/// (in any order): what [`AlertState::alert`] would make of them, so the end of a one-shot run
-/// only converts. A folded window can never be replaced.
+/// The contributions of an alert's windows folded into one, in any order: what its alert is
+/// made from. [`AlertBook::fold`] keeps it up to date as windows arrive, so the end of a
+/// one-shot run only converts; kept contributions are folded when the alert is read. A folded
+/// window can never be replaced.
 #[derive(Debug, Clone)]
 struct Folded {
     entity: BTreeMap<String, Option<String>>,
@@ -190,8 +191,17 @@ impl Folded {
         }
     }
 
-    /// Its parts (window starts as text, shared through `memo`).
-    fn into_parts(self, memo: &mut Memo) -> Parts {
+    /// The alert of rule `rule` with these windows (window starts as text, shared through
+    /// `memo`).
+    fn into_alert(
+        self,
+        rule: &Rule,
+        id: String,
+        key: Vec<Option<String>>,
+        now: i64,
+        tags: Vec<String>,
+        memo: &mut Memo,
+    ) -> Alert {
         let windows = self
             .windows
             .into_iter()
@@ -201,14 +211,31 @@ impl Folded {
                 summary,
             })
             .collect();
-        Parts {
+        let aggregate = match rule.mode() {
+            Mode::Streaming => Aggregate::Sum,
+            Mode::Scheduled => Aggregate::Max,
+        };
+        let counts = self.counts.iter().copied();
+        let count = match aggregate {
+            Aggregate::Sum => counts.sum(),
+            Aggregate::Max => counts.max().unwrap_or(0),
+        };
+        Alert {
+            alert_id: id,
+            rule_id: rule.id().to_owned(),
+            title: rule.spec.title.clone(),
+            severity: rule.spec.severity,
+            provider: provider_of(&self.providers),
             entity: self.entity,
+            dedupe_key: key,
             first_seen: self.first_seen,
             last_seen: self.last_seen,
-            uids: self.uids,
-            providers: self.providers,
-            windows,
-            counts: self.counts,
+            count,
+            runbook: rule.spec.runbook.clone(),
+            evidence_uids: self.uids,
+            evidence: Evidence { aggregate, windows },
+            tags,
+            updated: now,
         }
     }
 }
@@ -315,37 +342,12 @@ impl AlertBook {
 
 impl AlertState {
     fn alert(&self, id: &str, now: i64) -> Alert {
-        let rule = &self.rule;
-        if let Some(folded) = &self.folded {
-            let mut folded = folded.as_ref().clone();
-            for (w, c) in &self.contributions {
-                folded.add(*w, c.clone());
-            }
-            let parts = folded.into_parts(&mut Memo::default());
-            return parts.alert(rule, id.to_owned(), self.key.clone(), now, rule.alert_tags());
+        let mut folded = self.folded.as_deref().cloned().unwrap_or_else(Folded::new);
+        for (w, c) in &self.contributions {
+            folded.add(*w, c.clone());
         }
-        let mut first_seen = i64::MAX;
-        let mut last_seen = i64::MIN;
-        let mut uids: Vec<String> = Vec::new();
-        let mut providers = BTreeSet::new();
-        let mut entity = BTreeMap::new();
-        let mut windows = Vec::new();
-        for (i, (window, c)) in self.contributions.iter().enumerate() {
-            if c.first_seen < first_seen {
-                first_seen = c.first_seen;
-                entity = c.entity.clone();
-            }
-            last_seen = last_seen.max(c.last_seen);
-            uids.extend(c.uids.iter().cloned());
-            providers.extend(c.providers.iter().cloned());
-            if i < MAX_WINDOWS {
-                let summary = if i < MAX_SUMMARIES { c.summary.clone() } else { String::new() };
-                windows.push(WindowEvidence { start: rfc3339(*window), count: c.count, summary });
-            }
-        }
-        let counts: Vec<i64> = self.contributions.values().map(|c| c.count).collect();
-        let parts = Parts { entity, first_seen, last_seen, uids, providers, windows, counts };
-        parts.alert(rule, id.to_owned(), self.key.clone(), now, rule.alert_tags())
+        let (rule, tags) = (&self.rule, self.rule.alert_tags());
+        folded.into_alert(rule, id.to_owned(), self.key.clone(), now, tags, &mut Memo::default())
     }
 
     /// [`AlertState::alert`], moving this state's values into the alert (`memo` keeps what
@@ -356,40 +358,11 @@ impl AlertState {
             .entry(Arc::as_ptr(&self.rule) as usize)
             .or_insert_with(|| self.rule.alert_tags())
             .clone();
-        if let Some(mut folded) = self.folded {
-            for (w, c) in self.contributions {
-                folded.add(w, c);
-            }
-            return folded.into_parts(memo).alert(&self.rule, id, self.key, now, tags);
+        let mut folded = self.folded.map_or_else(Folded::new, |f| *f);
+        for (w, c) in self.contributions {
+            folded.add(w, c);
         }
-        let mut parts = Parts {
-            entity: BTreeMap::new(),
-            first_seen: i64::MAX,
-            last_seen: i64::MIN,
-            uids: Vec::new(),
-            providers: BTreeSet::new(),
-            windows: Vec::new(),
-            counts: Vec::with_capacity(self.contributions.len()),
-        };
-        for (i, (window, c)) in self.contributions.into_iter().enumerate() {
-            if c.first_seen < parts.first_seen {
-                parts.first_seen = c.first_seen;
-                parts.entity = c.entity;
-            }
-            parts.last_seen = parts.last_seen.max(c.last_seen);
-            merge_uids(&mut parts.uids, c.uids);
-            parts.providers.extend(c.providers);
-            parts.counts.push(c.count);
-            if i < MAX_WINDOWS {
-                let summary = if i < MAX_SUMMARIES { c.summary } else { String::new() };
-                parts.windows.push(WindowEvidence {
-                    start: memo.starts.entry(window).or_insert_with(|| rfc3339(window)).clone(),
-                    count: c.count,
-                    summary,
-                });
-            }
-        }
-        parts.alert(&self.rule, id, self.key, now, tags)
+        folded.into_alert(&self.rule, id, self.key, now, tags, memo)
     }
 }
 
@@ -400,60 +373,6 @@ struct Memo {
     /// By the rule's address: no rule is allocated while a book turns into alerts, so an
     /// address names one rule.
     tags: HashMap<usize, Vec<String>>,
-}
-
-/// What an alert gathers from its windows' contributions.
-struct Parts {
-    entity: BTreeMap<String, Option<String>>,
-    first_seen: i64,
-    last_seen: i64,
-    uids: Vec<String>,
-    providers: BTreeSet<String>,
-    windows: Vec<WindowEvidence>,
-    /// Every window's count.
-    counts: Vec<i64>,
-}
-
-impl Parts {
-    fn alert(
-        self,
-        rule: &Rule,
-        id: String,
-        key: Vec<Option<String>>,
-        now: i64,
-        tags: Vec<String>,
-    ) -> Alert {
-        let mut uids = self.uids;
-        uids.sort_unstable();
-        uids.dedup();
-        uids.truncate(MAX_EVIDENCE_UIDS);
-        let aggregate = match rule.mode() {
-            Mode::Streaming => Aggregate::Sum,
-            Mode::Scheduled => Aggregate::Max,
-        };
-        let counts = self.counts.iter().copied();
-        let count = match aggregate {
-            Aggregate::Sum => counts.sum(),
-            Aggregate::Max => counts.max().unwrap_or(0),
-        };
-        Alert {
-            alert_id: id,
-            rule_id: rule.id().to_owned(),
-            title: rule.spec.title.clone(),
-            severity: rule.spec.severity,
-            provider: provider_of(&self.providers),
-            entity: self.entity,
-            dedupe_key: key,
-            first_seen: self.first_seen,
-            last_seen: self.last_seen,
-            count,
-            runbook: rule.spec.runbook.clone(),
-            evidence_uids: uids,
-            evidence: Evidence { aggregate, windows: self.windows },
-            tags,
-            updated: now,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -505,8 +424,8 @@ mod tests {
         }
     }
 
-    /// Many alerts of several windows each: the consumed book (uids merged window by window)
-    /// equals the borrowed one (every window's uids sorted together).
+    /// Many alerts of several windows each: the consumed book equals the borrowed one, sorted
+    /// by id, each alert with its four windows and the capped, smallest evidence uids.
     #[tokio::test]
     async fn consumed_and_borrowed_books_give_the_same_alerts() {
         let rule = rule().await;
@@ -538,6 +457,13 @@ mod tests {
         assert!(borrowed.windows(2).all(|w| w[0].alert_id < w[1].alert_id), "sorted by id");
         assert!(borrowed.iter().all(|a| a.evidence_uids.len() == MAX_EVIDENCE_UIDS));
         assert!(borrowed.iter().all(|a| a.evidence.windows.len() == 4), "four windows each");
+        for a in &borrowed {
+            // 10.0.x.y is host 250x + y; its windows' uids start at host, host + 40, … .
+            let dst = a.entity["dst_ip"].as_deref().expect("dst_ip");
+            let host = dst.split('.').skip(2).filter_map(|p| p.parse::<usize>().ok());
+            let host = host.fold(0, |acc, p| acc * 250 + p);
+            assert_eq!(a.evidence_uids, uids(host..host + MAX_EVIDENCE_UIDS), "{dst}");
+        }
         assert_eq!(book.into_alerts(7), borrowed);
     }
 
