@@ -28,6 +28,7 @@ use ztlake_normalize::schema::{PARTITION_COLUMNS, Provider, Table};
 
 use crate::error::{Error, Result};
 use crate::lake::{Lake, txn_versions_of};
+use crate::maintenance::version_of;
 use crate::partition::PartitionKey;
 
 /// Attempts of one commit when concurrent writers record the same appId.
@@ -188,6 +189,16 @@ fn is_concurrent_txn(e: &DeltaTableError) -> bool {
     )
 }
 
+/// Refuse data files of another table than `t` (nothing is deleted).
+fn own_files(t: Table, files: &[DataFile]) -> Result<()> {
+    match files.iter().find(|f| f.table != t) {
+        Some(f) => {
+            Err(Error::internal(t, format!("data file {} belongs to table {}", f.path, f.table)))
+        }
+        None => Ok(()),
+    }
+}
+
 impl Lake {
     /// Atomically commit `files` to table `t` as one Delta commit carrying `txns` and the
     /// commitInfo metadata `info`. Creates the table when missing.
@@ -212,12 +223,7 @@ impl Lake {
         if files.is_empty() && txns.is_empty() {
             return Ok(CommitOutcome::Empty);
         }
-        if let Some(f) = files.iter().find(|f| f.table != t) {
-            return Err(Error::internal(
-                t,
-                format!("data file {} belongs to table {}", f.path, f.table),
-            ));
-        }
+        own_files(t, &files)?;
         let mut seen = HashSet::new();
         if let Some(dup) = txns.iter().find(|txn| !seen.insert(txn.app_id.as_str())) {
             return Err(Error::internal(
@@ -279,14 +285,9 @@ impl Lake {
         version: i64,
         info: Map<String, Value>,
     ) -> Result<bool> {
-        if let Some(f) = files.iter().find(|f| f.table != t) {
-            return Err(Error::internal(
-                t,
-                format!("data file {} belongs to table {}", f.path, f.table),
-            ));
-        }
+        own_files(t, &files)?;
         let table = self.table(t).await?;
-        let moved = table.version().and_then(|v| i64::try_from(v).ok()) != Some(version);
+        let moved = version_of(&table) != Some(version);
         let committed = if moved {
             None
         } else {
@@ -319,7 +320,7 @@ impl Lake {
     /// [`Error::Delta`] when the table cannot be loaded or created.
     pub async fn version(&self, t: Table) -> Result<i64> {
         let table = self.table(t).await?;
-        Ok(table.version().and_then(|v| i64::try_from(v).ok()).unwrap_or(0))
+        Ok(version_of(&table).unwrap_or(0))
     }
 
     /// One commit attempt on top of `table`'s state; returns the new version. `retries`:

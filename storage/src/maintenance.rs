@@ -120,7 +120,8 @@ pub struct RetainReport {
     pub version: Option<i64>,
 }
 
-fn version_of(table: &DeltaTable) -> Option<i64> {
+/// The version `table` is at, as the lake's signed version numbers.
+pub(crate) fn version_of(table: &DeltaTable) -> Option<i64> {
     table.version().and_then(|v| i64::try_from(v).ok())
 }
 
