@@ -176,7 +176,38 @@ pub fn rfc3339(micros: i64) -> String {
 impl Alert {
     /// The same alert, ignoring `updated` (what reprocessing must reproduce).
     pub fn same_state(&self, other: &Alert) -> bool {
-        Alert { updated: 0, ..self.clone() } == Alert { updated: 0, ..other.clone() }
+        // Destructured so that a new field is compared unless it is named here.
+        let Alert {
+            alert_id,
+            rule_id,
+            title,
+            severity,
+            provider,
+            entity,
+            dedupe_key,
+            first_seen,
+            last_seen,
+            count,
+            runbook,
+            evidence_uids,
+            evidence,
+            tags,
+            updated: _,
+        } = self;
+        *alert_id == other.alert_id
+            && *first_seen == other.first_seen
+            && *last_seen == other.last_seen
+            && *count == other.count
+            && *severity == other.severity
+            && *rule_id == other.rule_id
+            && *title == other.title
+            && *provider == other.provider
+            && *entity == other.entity
+            && *dedupe_key == other.dedupe_key
+            && *runbook == other.runbook
+            && *evidence_uids == other.evidence_uids
+            && *evidence == other.evidence
+            && *tags == other.tags
     }
 
     /// Merge a newly computed state of this alert into this stored one. Idempotent:

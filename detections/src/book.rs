@@ -11,7 +11,7 @@
 //! book folds each window into its alerts as it comes ([`AlertBook::fold`]) instead of keeping
 //! a contribution per window, with the same result.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::alert::{
@@ -247,6 +247,9 @@ pub(crate) struct AlertBook {
     alerts: HashMap<String, AlertState>,
     /// (rule index, window) → the alerts it contributes to.
     windows: HashMap<(usize, i64), Vec<String>>,
+    /// Ids of the alerts touched since [`AlertBook::changed_alerts`] last read them; `None`
+    /// until it is first called (one-shot runs never track).
+    changed: Option<HashSet<String>>,
 }
 
 impl AlertBook {
@@ -261,6 +264,9 @@ impl AlertBook {
     ) {
         if let Some(ids) = self.windows.remove(&(index, window)) {
             for id in ids {
+                if let Some(changed) = &mut self.changed {
+                    changed.insert(id.clone());
+                }
                 if let Some(state) = self.alerts.get_mut(&id) {
                     state.contributions.remove(&window);
                     if state.contributions.is_empty() && state.folded.is_none() {
@@ -274,6 +280,9 @@ impl AlertBook {
         }
         let grouped = group(rule, candidates);
         let ids: Vec<String> = grouped.keys().cloned().collect();
+        if let Some(changed) = &mut self.changed {
+            changed.extend(ids.iter().cloned());
+        }
         for (id, (key, contribution)) in grouped {
             let state = self.alerts.entry(id).or_insert_with(|| AlertState {
                 rule: rule.clone(),
@@ -297,6 +306,9 @@ impl AlertBook {
         candidates: Vec<(Candidate, BTreeSet<String>)>,
     ) {
         for (id, (key, contribution)) in group(rule, candidates) {
+            if let Some(changed) = &mut self.changed {
+                changed.insert(id.clone());
+            }
             let state = self.alerts.entry(id).or_insert_with(|| AlertState {
                 rule: rule.clone(),
                 key,
@@ -325,6 +337,19 @@ impl AlertBook {
         let mut states: Vec<(&String, &AlertState)> = self.alerts.iter().collect();
         states.sort_unstable_by(|a, b| a.0.cmp(b.0));
         states.into_iter().map(|(id, s)| s.alert(id, now)).collect()
+    }
+
+    /// The current state of every alert touched since the previous call (of every alert on the
+    /// first call), by id, stamped `updated = now`. A touched alert may be unchanged (a window
+    /// evaluated again to the same result) or gone (its only window no longer matches): gone
+    /// ones are left out. From the first call on, the book remembers what it touches.
+    pub(crate) fn changed_alerts(&mut self, now: i64) -> Vec<Alert> {
+        let Some(changed) = self.changed.replace(HashSet::new()) else {
+            return self.alerts(now);
+        };
+        let mut ids: Vec<String> = changed.into_iter().collect();
+        ids.sort_unstable();
+        ids.iter().filter_map(|id| Some(self.alerts.get(id)?.alert(id, now))).collect()
     }
 
     /// The same as [`AlertBook::alerts`], consuming the book (its values move into the alerts
@@ -518,5 +543,74 @@ mod tests {
         );
         assert_eq!(folded.alerts(9), expected, "borrowed");
         assert_eq!(folded.into_alerts(9), expected, "consumed");
+    }
+
+    /// A polled book reports what its windows touched since the last poll: every alert first,
+    /// then only the alerts of windows evaluated again, with their current state; an alert whose
+    /// only window stopped matching is not reported. Applying every poll's states in order
+    /// reproduces the book's alerts.
+    #[tokio::test]
+    async fn changed_alerts_are_what_windows_touched_since_the_last_poll() {
+        let rule = rule().await;
+        let minute = 60_000_000i64;
+        let candidates = |hosts: std::ops::Range<usize>, window: i64, count: i64| {
+            hosts
+                .map(|host| {
+                    let dst = format!("10.2.0.{host}");
+                    let c = Candidate {
+                        entity: BTreeMap::from([("dst_ip".to_owned(), Some(dst.clone()))]),
+                        key: vec![Some(dst)],
+                        first_seen: window + 1,
+                        last_seen: window + 2,
+                        count,
+                        uids: uids([host]),
+                        summary: String::new(),
+                    };
+                    (c, BTreeSet::from(["aws".to_owned()]))
+                })
+                .collect::<Vec<_>>()
+        };
+        let dst = |a: &Alert| a.entity["dst_ip"].clone().unwrap_or_default();
+        let mut book = AlertBook::default();
+        let mut seen: HashMap<String, Alert> = HashMap::new();
+        let mut poll = |book: &mut AlertBook, now: i64| {
+            let changed = book.changed_alerts(now);
+            assert!(changed.windows(2).all(|w| w[0].alert_id < w[1].alert_id), "sorted by id");
+            for a in &changed {
+                seen.insert(a.alert_id.clone(), a.clone());
+            }
+            changed
+        };
+        book.apply(0, &rule, 0, candidates(0..40, 0, 1));
+        assert_eq!(poll(&mut book, 1).len(), 40, "the first poll reports every alert");
+        assert!(poll(&mut book, 2).is_empty(), "nothing touched");
+        // Window 0 again: hosts 0..10 now count 5, hosts 30..40 no longer match; window 1
+        // adds hosts 35..45 (45..50 new).
+        book.apply(0, &rule, 0, candidates(0..30, 0, 1));
+        book.apply(
+            0,
+            &rule,
+            0,
+            candidates(0..10, 0, 5).into_iter().chain(candidates(10..30, 0, 1)).collect(),
+        );
+        book.apply(0, &rule, 10 * minute, candidates(35..50, 10 * minute, 2));
+        let changed = poll(&mut book, 3);
+        let mut hosts: Vec<String> = changed.iter().map(dst).collect();
+        hosts.sort_unstable();
+        let mut expected: Vec<String> =
+            (0..30).chain(35..50).map(|h| format!("10.2.0.{h}")).collect();
+        expected.sort_unstable();
+        assert_eq!(hosts, expected, "touched and still present (30..35 are gone)");
+        assert!(changed.iter().all(|a| a.updated == 3));
+        let five = changed.iter().filter(|a| a.count == 5).count();
+        assert_eq!(five, 10, "hosts 0..10 report their new count");
+        // 30..35 stopped matching and are gone from the book; what the polls reported for the
+        // rest equals the book.
+        let mut current = book.alerts(3);
+        current.sort_unstable_by(|a, b| a.alert_id.cmp(&b.alert_id));
+        for a in &current {
+            assert_eq!(seen.get(&a.alert_id), Some(a), "{}", dst(a));
+        }
+        assert_eq!(current.len(), 45);
     }
 }

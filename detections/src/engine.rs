@@ -828,6 +828,14 @@ impl Engine {
         self.book.alerts(now)
     }
 
+    /// The alerts whose state may have changed since the previous call (every alert on the
+    /// first call), stamped `updated = now` (µs): what a long-running engine polls instead of
+    /// rebuilding every alert each time. Alerts that disappeared (a provisional match gone) are
+    /// not reported.
+    pub fn changed_alerts(&mut self, now: i64) -> Vec<Alert> {
+        self.book.changed_alerts(now)
+    }
+
     /// [`Engine::alerts`] at the end of a run: the engine's state moves into the alerts.
     pub fn into_alerts(self, now: i64) -> Vec<Alert> {
         self.book.into_alerts(now)

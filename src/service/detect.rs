@@ -155,14 +155,14 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
                     if let Err(e) = engine.evaluate_due().await {
                         tracing::error!(error = %e, "streaming rule evaluation failed");
                     }
-                    let _ = reply.send(changes(&engine, &mut emitted, &watermarks));
+                    let _ = reply.send(changes(&mut engine, &mut emitted, &watermarks));
                     busy.collect += started.elapsed();
                 }
                 Cmd::Finish(reply) => {
                     if let Err(e) = engine.flush().await {
                         tracing::error!(error = %e, "closing the streaming windows failed");
                     }
-                    let _ = reply.send(changes(&engine, &mut emitted, &watermarks));
+                    let _ = reply.send(changes(&mut engine, &mut emitted, &watermarks));
                 }
             }
             if busy.since.elapsed() >= Duration::from_secs(2) {
@@ -181,13 +181,13 @@ fn engine_thread(mut engine: Engine, mut rx: mpsc::Receiver<Cmd>) {
 
 /// The alerts whose state differs from what was emitted before.
 fn changes(
-    engine: &Engine,
+    engine: &mut Engine,
     emitted: &mut HashMap<String, Alert>,
     watermarks: &HashMap<usize, u64>,
 ) -> Collected {
     let now = chrono::Utc::now().timestamp_micros();
     let mut alerts = Vec::new();
-    for alert in engine.alerts(now) {
+    for alert in engine.changed_alerts(now) {
         match emitted.get(&alert.alert_id) {
             Some(old) if old.same_state(&alert) => {}
             Some(_) => {
