@@ -133,9 +133,9 @@ mod offsets;
 use std::collections::HashMap;
 
 pub use config::{
-    KafkaConfig, RESERVED_PROPERTIES, TopicConfig, default_format, default_max_batch_bytes,
-    default_max_batch_records, default_max_batch_wait, default_poll_timeout, default_queue_batches,
-    default_rebalance_timeout,
+    DEFAULT_FETCH_QUEUE_BACKOFF_MS, KafkaConfig, RESERVED_PROPERTIES, TopicConfig, default_format,
+    default_max_batch_bytes, default_max_batch_records, default_max_batch_wait,
+    default_poll_timeout, default_queue_batches, default_rebalance_timeout,
 };
 pub use consumer::{
     Assignment, KafkaEvent, KafkaMessage, KafkaSource, KafkaStats, MessageBatch, Revocation,
