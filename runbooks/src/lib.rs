@@ -34,6 +34,7 @@ pub mod render;
 pub mod routing;
 pub mod runbook;
 pub mod server;
+mod store;
 
 #[cfg(test)]
 mod dispatcher_tests;

@@ -1,35 +1,33 @@
 //! The durable outbox (stage 5, delivery): every queued notification, its delivery state, the
-//! escalation state of every alert and the lifecycle steps not yet recorded, as files in one
+//! escalation state of every alert and the lifecycle steps not yet recorded, kept in one
 //! directory, so nothing is lost across a restart.
 //!
 //! ```text
-//! <outbox>/entries/<key>.json    one per (alert, target, channel): the alert state to send,
+//! <outbox>/log/                  the state, log-structured (see the store module):
+//!   entries/<key>.json           one per (alert, target, channel): the alert state to send,
 //!                                revision, attempts, next attempt, delivered/failed
-//! <outbox>/pending/<key>         present while the entry has something to deliver
-//! <outbox>/alerts/<id>.json      routing and escalation state of an alert
-//! <outbox>/escalations/<id>      present while the alert may still escalate
-//! <outbox>/steps/<step>.json     lifecycle steps not yet recorded by the sink
-//! <outbox>/targets/<name>.json   recent send times of a target (rate limits)
+//!   pending/<key>                present while the entry has something to deliver
+//!   alerts/<id>.json             routing and escalation state of an alert
+//!   escalations/<id>             present while the alert may still escalate
+//!   steps/<step>.json            lifecycle steps not yet recorded by the sink
+//!   targets/<name>.json          recent send times of a target (rate limits)
 //! <outbox>/mail/<key>.<rev>.eml  the email, when no SMTP server is configured
+//! <outbox>/corrupt/              values that could not be read, set aside
 //! ```
 //!
-//! Every file is written to `tmp/` first, synced and renamed into place, so a crash leaves the
-//! old or the new version, never half a file. Writes inside one exclusive section are staged and
-//! committed together (group commit): the files are written and synced concurrently on a few
-//! threads, then renamed into place, then the markers set and files removed. A
-//! section reads its own staged changes; large sections commit every few thousand changes, so
-//! memory stays bounded. One `fsync` (or, on a filesystem mounted with `discard`, one unlink)
-//! at a time costs a millisecond or more, so tens of thousands of alerts handled one file at a
-//! time took minutes; concurrently they take seconds. Every read-modify-write runs under an exclusive
-//! lock (a mutex in the process and an advisory lock on `.lock` across processes), so `ztlake
-//! detect` can queue into the outbox of a running service. Deliveries in flight hold a lease
-//! on their entry; a crashed process's leases expire and the entries are retried.
+//! Every read-modify-write runs in an exclusive section (a mutex in the process and an advisory
+//! lock on `.lock` across processes), so `ztlake detect` can queue into the outbox of a running
+//! service. A section's changes are staged and committed together (group commit) as ONE record
+//! appended to the log and synced once; a section reads its own staged changes, and large
+//! sections commit every few thousand changes, so memory stays bounded. (The first outbox wrote
+//! one synced file per entry, alert, marker and step: thousands of alerts cost seconds of file
+//! creation and `fsync`, which starved the pipeline beside it.) An outbox of that earlier
+//! layout is imported into the log by the first section that opens it. Deliveries in flight
+//! hold a lease on their entry; a crashed process's leases expire and the entries are retried.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -40,9 +38,13 @@ use ztlake_detections::Alert;
 use crate::error::{Error, Result};
 use crate::lifecycle::LifecycleStep;
 use crate::notify::MessageKind;
+use crate::store::{Op, Store};
 
-const DIRS: [&str; 8] =
-    ["entries", "pending", "alerts", "escalations", "steps", "targets", "tmp", "corrupt"];
+/// Directories of the outbox itself (the email channel adds `mail/`).
+const DIRS: [&str; 3] = ["log", "tmp", "corrupt"];
+
+/// The kinds of state, each a directory of files in the first outbox layout (imported).
+const LEGACY: [&str; 6] = ["entries", "pending", "alerts", "escalations", "steps", "targets"];
 
 /// One queued notification: an alert to one channel of one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,8 +141,7 @@ fn stem(id: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     dir: PathBuf,
-    guard: Mutex<()>,
-    counter: AtomicU64,
+    store: Mutex<Store>,
     /// Changes a section stages at most before committing them ([`STAGE_MAX_CHANGES`]).
     max_staged: usize,
 }
@@ -149,8 +150,8 @@ pub(crate) struct Outbox {
 pub(crate) struct Tx<'a> {
     outbox: &'a Outbox,
     staged: RefCell<Staged>,
+    store: RefCell<MutexGuard<'a, Store>>,
     _lock: std::fs::File,
-    _guard: MutexGuard<'a, ()>,
 }
 
 /// Changes staged at most before a section commits what it has (bounds memory).
@@ -159,25 +160,22 @@ const STAGE_MAX_CHANGES: usize = 4096;
 /// Bytes staged at most before a section commits what it has.
 const STAGE_MAX_BYTES: usize = 32 << 20;
 
-/// Threads syncing the files of one commit.
-const SYNC_THREADS: usize = 16;
-
-/// The final state of a path in a section.
+/// The final state of a key in a section.
 #[derive(Debug, Clone)]
 enum Change {
-    /// The file's new content.
+    /// The new value.
     Write(Vec<u8>),
-    /// An empty marker file, created unless present.
+    /// An empty marker, set.
     Touch,
-    /// The file is removed.
+    /// The key is removed.
     Remove,
 }
 
 /// The changes a section made and not yet committed.
 #[derive(Debug, Default)]
 struct Staged {
-    /// Path → its last change.
-    changes: HashMap<PathBuf, Change>,
+    /// Key → its last change.
+    changes: HashMap<String, Change>,
     bytes: usize,
 }
 
@@ -190,8 +188,7 @@ impl Outbox {
         }
         Ok(Outbox {
             dir: dir.to_path_buf(),
-            guard: Mutex::new(()),
-            counter: AtomicU64::new(0),
+            store: Mutex::new(Store::open(&dir.join("log"))?),
             max_staged: STAGE_MAX_CHANGES,
         })
     }
@@ -203,7 +200,7 @@ impl Outbox {
 
     /// Run `f` exclusively (this process's threads and other processes).
     pub(crate) fn with<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let guard = self.guard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let path = self.dir.join(".lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -212,7 +209,14 @@ impl Outbox {
             .open(&path)
             .map_err(|e| Error::outbox(&path, e))?;
         file.lock().map_err(|e| Error::outbox(&path, format!("locking: {e}")))?;
-        let tx = Tx { outbox: self, staged: RefCell::default(), _lock: file, _guard: guard };
+        store.refresh()?;
+        self.import_legacy(&mut store)?;
+        let tx = Tx {
+            outbox: self,
+            staged: RefCell::default(),
+            store: RefCell::new(store),
+            _lock: file,
+        };
         // What the section changed is committed even when it failed part-way: each change
         // stands on its own, as when every write went to disk at once.
         let out = f(&tx);
@@ -222,164 +226,144 @@ impl Outbox {
         Ok(value)
     }
 
-    /// A fresh temporary path in `tmp/`.
-    fn tmp_path(&self) -> PathBuf {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.dir.join("tmp").join(format!("{}.{n}.tmp", std::process::id()))
-    }
-}
-
-/// Write and sync `bytes` to `tmp`.
-fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(tmp).map_err(|e| Error::outbox(tmp, e))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(|e| Error::outbox(tmp, e))
-}
-
-/// Run `f` on every item, on up to [`SYNC_THREADS`] threads at once: concurrent syncs, renames
-/// and removals share the disk's flushes (and discards), where one at a time each waits for
-/// its own. Returns the first error.
-fn for_each_concurrently<T: Sync>(items: &[T], f: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
-    if items.len() <= 1 {
-        return items.iter().try_for_each(&f);
-    }
-    let threads = SYNC_THREADS.min(items.len());
-    let per = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(per)
-            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(f)))
-            .collect();
-        let mut first = Ok(());
-        for h in handles {
-            let r = h.join().unwrap_or_else(|_| {
-                Err(Error::outbox(Path::new("tmp"), "an outbox writer thread panicked"))
-            });
-            if first.is_ok() {
-                first = r;
+    /// Import the files of the first outbox layout (one file per entry, marker, …) into the
+    /// log in one commit, then delete them. Runs inside the exclusive section; a section that
+    /// cannot finish it fails, so no later change is ever overwritten by a stale file.
+    fn import_legacy(&self, store: &mut Store) -> Result<()> {
+        let dirs: Vec<PathBuf> =
+            LEGACY.iter().map(|d| self.dir.join(d)).filter(|p| p.is_dir()).collect();
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let mut ops: Vec<Op> = Vec::new();
+        let mut files = Vec::new();
+        for (kind, dir) in LEGACY.iter().zip(LEGACY.iter().map(|d| self.dir.join(d))) {
+            if !dir.is_dir() {
+                continue;
+            }
+            for e in std::fs::read_dir(&dir).map_err(|e| Error::outbox(&dir, e))? {
+                let e = e.map_err(|e| Error::outbox(&dir, e))?;
+                let Ok(name) = e.file_name().into_string() else { continue };
+                let path = e.path();
+                if name.starts_with('.') || !path.is_file() {
+                    continue;
+                }
+                let bytes = std::fs::read(&path).map_err(|e| Error::outbox(&path, e))?;
+                ops.push((format!("{kind}/{name}"), Some(bytes)));
+                files.push(path);
             }
         }
-        first
-    })
+        let imported = ops.len();
+        store.commit(ops)?;
+        for path in files {
+            std::fs::remove_file(&path).map_err(|e| Error::outbox(&path, e))?;
+        }
+        for dir in dirs {
+            std::fs::remove_dir(&dir).map_err(|e| Error::outbox(&dir, e))?;
+        }
+        tracing::info!(outbox = %self.dir.display(), files = imported, "outbox files imported into its log");
+        Ok(())
+    }
 }
 
 impl Tx<'_> {
-    fn path(&self, dir: &str, name: &str) -> PathBuf {
-        self.outbox.dir.join(dir).join(name)
+    fn path(&self, dir: &str, name: &str) -> String {
+        format!("{dir}/{name}")
     }
 
-    /// Stage `change` of `path`; commit what is staged when it grew large.
-    fn stage(&self, path: &Path, change: Change) -> Result<()> {
+    /// Stage `change` of `key`; commit what is staged when it grew large.
+    fn stage(&self, key: &str, change: Change) -> Result<()> {
         let full = {
             let mut staged = self.staged.borrow_mut();
             if let Change::Write(b) = &change {
                 staged.bytes += b.len();
             }
-            staged.changes.insert(path.to_path_buf(), change);
+            staged.changes.insert(key.to_owned(), change);
             staged.changes.len() >= self.outbox.max_staged || staged.bytes >= STAGE_MAX_BYTES
         };
         if full { self.commit() } else { Ok(()) }
     }
 
-    /// The staged change of `path`, if any.
-    fn staged(&self, path: &Path) -> Option<Change> {
-        self.staged.borrow().changes.get(path).cloned()
+    /// The staged change of `key`, if any.
+    fn staged(&self, key: &str) -> Option<Change> {
+        self.staged.borrow().changes.get(key).cloned()
     }
 
-    /// Put every staged change on disk: the files written and synced (concurrently), then
-    /// renamed into place, then the markers created and files removed — so a marker never
-    /// announces a file that is not in place yet.
+    /// Put every staged change in the log: one record, synced once.
     fn commit(&self) -> Result<()> {
         let staged = std::mem::take(&mut *self.staged.borrow_mut());
         if staged.changes.is_empty() {
             return Ok(());
         }
-        let mut files: Vec<(PathBuf, PathBuf, Vec<u8>)> = Vec::new();
-        let mut markers: Vec<(PathBuf, bool)> = Vec::new();
-        for (path, change) in staged.changes {
-            match change {
-                Change::Write(bytes) => files.push((self.outbox.tmp_path(), path, bytes)),
-                Change::Touch => markers.push((path, true)),
-                Change::Remove => markers.push((path, false)),
-            }
-        }
-        for_each_concurrently(&files, |(tmp, _, bytes)| write_synced(tmp, bytes))?;
-        for_each_concurrently(&files, |(tmp, path, _)| {
-            std::fs::rename(tmp, path).map_err(|e| Error::outbox(path, e))
-        })?;
-        for_each_concurrently(&markers, |(path, present)| {
-            if *present {
-                // An empty marker has no data to sync: creating it is a directory change, as
-                // durable as the rename that publishes every other file (no fsync).
-                if !path.exists() {
-                    std::fs::File::create(path).map_err(|e| Error::outbox(path, e))?;
-                }
-                return Ok(());
-            }
-            match std::fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::outbox(path, e)),
-            }
-        })
+        let mut ops: Vec<Op> = staged
+            .changes
+            .into_iter()
+            .map(|(key, change)| match change {
+                Change::Write(bytes) => (key, Some(bytes)),
+                Change::Touch => (key, Some(Vec::new())),
+                Change::Remove => (key, None),
+            })
+            .collect();
+        // A stable order: the same section writes the same record.
+        ops.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.store.borrow_mut().commit(ops)
     }
 
-    fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>> {
-        let bytes = match self.staged(path) {
+    fn read_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let bytes = match self.staged(key) {
             Some(Change::Write(b)) => b,
             Some(Change::Remove) => return Ok(None),
-            Some(Change::Touch) | None => match std::fs::read(path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::outbox(path, e)),
+            Some(Change::Touch) | None => match self.store.borrow().get(key)? {
+                Some(b) => b,
+                None => return Ok(None),
             },
         };
         match serde_json::from_slice(&bytes) {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
-                // A damaged file must not stop delivery of everything else: set it aside.
-                let name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-                let aside = self.outbox.dir.join("corrupt").join(name);
-                tracing::warn!(path = %path.display(), error = %e, "outbox file unreadable; moved to corrupt/");
-                let _ = std::fs::rename(path, aside);
+                // A damaged value must not stop delivery of everything else: set it aside.
+                let name = key.replace('/', "-");
+                let aside = self.outbox.dir.join("corrupt").join(&name);
+                tracing::warn!(key, error = %e, aside = %aside.display(), "outbox value unreadable; moved to corrupt/");
+                if let Err(e) = std::fs::write(&aside, &bytes) {
+                    tracing::warn!(path = %aside.display(), error = %e, "cannot keep the unreadable value");
+                }
+                self.stage(key, Change::Remove)?;
                 Ok(None)
             }
         }
     }
 
-    fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Error::outbox(path, e))?;
-        self.stage(path, Change::Write(bytes))
+    fn write_json<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::outbox(Path::new(key), e))?;
+        self.stage(key, Change::Write(bytes))
     }
 
-    fn set_marker(&self, path: &Path, present: bool) -> Result<()> {
-        self.stage(path, if present { Change::Touch } else { Change::Remove })
+    fn set_marker(&self, key: &str, present: bool) -> Result<()> {
+        self.stage(key, if present { Change::Touch } else { Change::Remove })
     }
 
+    /// The names under `dir` (committed and staged) ending in `suffix`, without it.
     fn names(&self, dir: &str, suffix: &str) -> Result<Vec<String>> {
-        let path = self.outbox.dir.join(dir);
-        let mut files: BTreeSet<String> = std::fs::read_dir(&path)
-            .map_err(|e| Error::outbox(&path, e))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
+        let prefix = format!("{dir}/");
+        let mut names: BTreeSet<String> = self
+            .store
+            .borrow()
+            .keys_with_prefix(&prefix)
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .map(str::to_owned)
             .collect();
-        for (p, change) in &self.staged.borrow().changes {
-            let (Some(parent), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
-            else {
-                continue;
-            };
-            if parent != path {
-                continue;
-            }
+        for (key, change) in &self.staged.borrow().changes {
+            let Some(name) = key.strip_prefix(&prefix) else { continue };
             match change {
-                Change::Write(_) | Change::Touch => files.insert(name.to_owned()),
-                Change::Remove => files.remove(name),
+                Change::Write(_) | Change::Touch => names.insert(name.to_owned()),
+                Change::Remove => names.remove(name),
             };
         }
-        Ok(files
+        Ok(names
             .into_iter()
             .filter_map(|n| n.strip_suffix(suffix).map(str::to_owned))
-            .filter(|n| !n.starts_with('.'))
+            .filter(|n| !n.starts_with('.') && !n.contains('/'))
             .collect())
     }
 
@@ -533,7 +517,6 @@ mod tests {
         assert_eq!(o.with(|tx| tx.pending_keys()).expect("keys").len(), n - 1);
         assert_eq!(o.with(|tx| tx.entries()).expect("all").len(), n);
         assert_eq!(o.with(|tx| tx.sends("t")).expect("sends"), vec![1, 2]);
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
         // A failing section still commits the changes it made before failing.
         let r: Result<()> = o.with(|tx| {
             tx.put_sends("u", &[3])?;
@@ -561,15 +544,54 @@ mod tests {
         o.with(|tx| tx.put_entry(&e)).expect("put");
         assert!(o.with(|tx| tx.pending_keys()).expect("keys").is_empty());
         assert_eq!(o.with(|tx| tx.entries()).expect("all").len(), 1);
-        // A damaged file is set aside, not fatal.
-        std::fs::write(dir.path().join("entries").join(format!("{key}.json")), b"{not json")
-            .expect("write");
+        // A value that does not parse is set aside, not fatal.
+        o.with(|tx| tx.stage(&format!("entries/{key}.json"), Change::Write(b"{not json".to_vec())))
+            .expect("damage");
         assert_eq!(o.with(|tx| tx.entry(&key)).expect("read"), None);
-        assert!(dir.path().join("corrupt").join(format!("{key}.json")).exists());
+        let aside = dir.path().join("corrupt").join(format!("entries-{key}.json"));
+        assert_eq!(std::fs::read(&aside).expect("set aside"), b"{not json");
+        assert!(o.with(|tx| tx.entries()).expect("all").is_empty(), "removed from the log");
         // Hostile ids never become paths.
         assert!(stem("../../etc/passwd").starts_with('h'));
         assert_eq!(stem("00000000000000aa"), "00000000000000aa");
-        // No temporary files are left behind.
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    }
+
+    /// An outbox of the first layout (a file per entry, marker, alert, step, target) is
+    /// imported into the log by the first section, its files deleted, and reads the same.
+    #[test]
+    fn an_outbox_of_files_is_imported_into_the_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys: Vec<String> = (0..5).map(|i| entry_key(&format!("a{i}"), "t", "email")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let mut e = entry(k);
+            e.pending = i % 2 == 0;
+            let json = serde_json::to_vec(&e).expect("json");
+            for (sub, name, bytes) in
+                [("entries", format!("{k}.json"), json), ("pending", k.clone(), Vec::new())]
+            {
+                if sub == "pending" && !e.pending {
+                    continue;
+                }
+                std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
+                std::fs::write(dir.path().join(sub).join(name), bytes).expect("write");
+            }
+        }
+        std::fs::create_dir_all(dir.path().join("targets")).expect("dir");
+        std::fs::write(dir.path().join("targets").join("t.json"), b"[7,8]").expect("write");
+        let o = Outbox::open(dir.path()).expect("open");
+        assert_eq!(o.with(|tx| tx.entries()).expect("all").len(), 5);
+        assert_eq!(o.with(|tx| tx.pending_keys()).expect("pending").len(), 3);
+        assert_eq!(o.with(|tx| tx.sends("t")).expect("sends"), vec![7, 8]);
+        for sub in LEGACY {
+            assert!(!dir.path().join(sub).exists(), "{sub} removed");
+        }
+        // Another handle (a second process) reads the same from the log alone.
+        let other = Outbox::open(dir.path()).expect("reopen");
+        let mut read: Vec<String> =
+            other.with(|tx| tx.entries()).expect("all").into_iter().map(|e| e.key).collect();
+        read.sort_unstable();
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        assert_eq!(read, expected);
     }
 }
