@@ -136,6 +136,29 @@ struct Input {
     /// evaluated by [`Conjunct::rank`], re-sorted before every batch; one not measured yet
     /// (rank 0) runs first once, on one batch.
     conjuncts: Vec<Conjunct>,
+    /// Batches filtered so far.
+    batches: u64,
+}
+
+/// Every this many batches, one filter other than the best-ranked runs first (in turn), so
+/// that each is measured on whole batches.
+const EXPLORE_EVERY: u64 = 16;
+
+impl Input {
+    /// The order to evaluate the filters in for the next batch: by rank, except that every
+    /// [`EXPLORE_EVERY`]th batch another filter (in turn) goes first.
+    fn order(&mut self) -> Vec<usize> {
+        self.conjuncts.sort_by(|a, b| a.rank().total_cmp(&b.rank()));
+        let mut order: Vec<usize> = (0..self.conjuncts.len()).collect();
+        self.batches += 1;
+        let n = order.len() as u64;
+        if n > 1 && self.batches.is_multiple_of(EXPLORE_EVERY) {
+            let turn = (self.batches / EXPLORE_EVERY) % (n - 1) + 1;
+            let j = usize::try_from(turn).unwrap_or(0);
+            order.swap(0, j);
+        }
+        order
+    }
 }
 
 /// One pushed-down filter, over just the columns it reads: evaluating it needs only those
@@ -152,6 +175,9 @@ struct Conjunct {
     rows_kept: u64,
     /// Time spent evaluating it (ns).
     nanos: u64,
+    /// The same, counting only evaluations on every row of a batch (no earlier filter had
+    /// narrowed it): what [`Conjunct::rank`] uses once there are any.
+    full: (u64, u64, u64),
 }
 
 impl Conjunct {
@@ -162,17 +188,24 @@ impl Conjunct {
         columns.dedup();
         let schema = Arc::new(input.project(&columns)?);
         let expr = reassign_expr_columns(expr, &schema)?;
-        Ok(Conjunct { columns, schema, expr, rows_in: 0, rows_kept: 0, nanos: 0 })
+        Ok(Conjunct { columns, schema, expr, rows_in: 0, rows_kept: 0, nanos: 0, full: (0, 0, 0) })
     }
 
     /// Its place in the order of evaluation: the classic rank of independent filters, cost
     /// per row over the share of rows it drops — cheap filters that drop much run first.
+    ///
+    /// Measured on whole batches when it has been: measured only behind other filters, a
+    /// filter sees a few, correlated rows (its per-call overhead spread over a handful of rows
+    /// and a drop rate that says nothing about all rows), which could keep an expensive
+    /// filter first for good. [`Input::order`] lets each filter run first now and then.
     fn rank(&self) -> f64 {
-        if self.rows_in == 0 {
+        let (rows_in, rows_kept, nanos) =
+            if self.full.0 > 0 { self.full } else { (self.rows_in, self.rows_kept, self.nanos) };
+        if rows_in == 0 {
             return 0.0;
         }
-        let cost = self.nanos as f64 / self.rows_in as f64;
-        let dropped = 1.0 - self.rows_kept as f64 / self.rows_in as f64;
+        let cost = nanos as f64 / rows_in as f64;
+        let dropped = 1.0 - rows_kept as f64 / rows_in as f64;
         cost / dropped.max(1e-3)
     }
 }
@@ -266,7 +299,7 @@ impl RuleRuntime {
                     }
                 }
             }
-            inputs.push(Input { table: retain.table, schema, conjuncts });
+            inputs.push(Input { table: retain.table, schema, conjuncts, batches: 0 });
         }
         let (window, lateness) = match rule.mode() {
             Mode::Streaming => {
@@ -296,7 +329,7 @@ impl RuleRuntime {
     fn keep(&mut self, i: usize, batch: &RecordBatch, stats: &mut EngineStats) -> Result<()> {
         let id = self.rule.id().to_owned();
         let input = &mut self.inputs[i];
-        input.conjuncts.sort_by(|a, b| a.rank().total_cmp(&b.rank()));
+        let order = input.order();
         let b =
             conform(batch, &input.schema).map_err(|e| Error::df(&id, "projecting a batch", e))?;
         // The filters, one after the other, each reading only its own columns. While the
@@ -306,7 +339,8 @@ impl RuleRuntime {
         // drops more, the rows left are picked out and later filters read only those.
         let mut selected: Option<UInt32Array> = None;
         let mut pending: Option<BooleanArray> = None;
-        for conjunct in &mut input.conjuncts {
+        for k in order {
+            let Some(conjunct) = input.conjuncts.get_mut(k) else { continue };
             let started = Instant::now();
             let rows = selected.as_ref().map_or(b.num_rows(), Array::len);
             let columns = conjunct
@@ -333,7 +367,13 @@ impl RuleRuntime {
             let own = mask.true_count();
             conjunct.rows_in += rows as u64;
             conjunct.rows_kept += own as u64;
-            conjunct.nanos += u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            conjunct.nanos += nanos;
+            if selected.is_none() {
+                let full = &mut conjunct.full;
+                (full.0, full.1, full.2) =
+                    (full.0 + rows as u64, full.1 + own as u64, full.2 + nanos);
+            }
             // NULL is "not kept", in the mask and after combining.
             let (mask, kept) = match pending.take() {
                 None => (mask.clone(), own),
@@ -816,6 +856,15 @@ impl Engine {
         let r = self.rules.iter().find(|r| r.rule.id() == rule);
         let input = r.and_then(|r| r.inputs.first());
         input.map_or_else(Vec::new, |i| i.conjuncts.iter().map(|c| c.expr.to_string()).collect())
+    }
+
+    /// Per filter of `rule`'s first input, in [`Engine::filter_order`]'s order: the rows it was
+    /// evaluated on as whole batches.
+    #[cfg(test)]
+    pub(crate) fn filter_full_rows(&self, rule: &str) -> Vec<u64> {
+        let r = self.rules.iter().find(|r| r.rule.id() == rule);
+        let input = r.and_then(|r| r.inputs.first());
+        input.map_or_else(Vec::new, |i| i.conjuncts.iter().map(|c| c.full.0).collect())
     }
 
     /// The counters.
