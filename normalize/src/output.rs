@@ -196,6 +196,30 @@ impl Output {
         self.current.committed_through = committed_through;
     }
 
+    /// Go on reading the current source when it is the one `key`, `name`, `separator` and
+    /// `committed_through` name (the next message of one Kafka partition), with `delivered` as
+    /// its delivery time: what [`Output::begin_source_committed`] would do, without rebuilding
+    /// the source. Returns false, changing nothing, when it is another source.
+    pub fn continue_source(
+        &mut self,
+        key: &str,
+        name: &str,
+        separator: char,
+        committed_through: [Option<u64>; 4],
+        delivered: Option<i64>,
+    ) -> bool {
+        let c = &mut self.current;
+        if c.source.key != key
+            || c.source.name != name
+            || c.source.separator != separator
+            || c.committed_through != committed_through
+        {
+            return false;
+        }
+        c.source.delivered = delivered;
+        true
+    }
+
     /// The source being read.
     pub fn source(&self) -> &SourceInfo {
         &self.current.source

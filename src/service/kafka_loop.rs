@@ -388,25 +388,38 @@ impl KafkaLoop {
 
 /// Parse every message of `batch` into the current generation (blocking).
 fn parse_batch(work: &mut Work, batch: &MessageBatch) -> Result<u64> {
+    let Work { stage, parts } = work;
     let mut records = 0u64;
+    // Messages come in runs of one partition: its info is looked up once per run, and the
+    // generation's position advanced once per run, to the run's last parsed offset.
+    let mut run: Option<(&str, i32, &PartInfo, Option<i64>)> = None;
     for m in &batch.messages {
-        let info = match work.parts.get(&*m.topic).and_then(|p| p.get(&m.partition)) {
-            Some(info) => info,
-            None => {
-                // Only assigned partitions are handed out; stay safe anyway.
-                tracing::warn!(position = %m.position(), "message of a partition not assigned; skipped");
-                continue;
+        let same = run.as_ref().is_some_and(|r| r.1 == m.partition && r.0 == &*m.topic);
+        if !same {
+            if let Some((_, _, info, Some(offset))) = run.take() {
+                stage.generation.advance(&info.key, offset);
             }
-        };
-        let parsed =
-            work.stage.norm.message(m, &info.key, &info.name, &info.format, info.committed)?;
+            match parts.get(&*m.topic).and_then(|p| p.get(&m.partition)) {
+                Some(info) => run = Some((&*m.topic, m.partition, info, None)),
+                None => {
+                    // Only assigned partitions are handed out; stay safe anyway.
+                    tracing::warn!(position = %m.position(), "message of a partition not assigned; skipped");
+                    continue;
+                }
+            }
+        }
+        let Some((_, _, info, parsed_through)) = run.as_mut() else { continue };
+        let parsed = stage.norm.message(m, &info.key, &info.name, &info.format, info.committed)?;
+        *parsed_through = Some(parsed_through.map_or(m.offset, |o| o.max(m.offset)));
         records += parsed.records;
-        let generation = &mut work.stage.generation;
-        generation.advance(&info.key, m.offset);
+        let generation = &mut stage.generation;
         generation.bytes += parsed.bytes;
         generation.records += parsed.records;
-        work.stage.deliver_full()?;
+        stage.deliver_full()?;
     }
-    work.stage.generation.spans.extend(batch.spans());
+    if let Some((_, _, info, Some(offset))) = run {
+        stage.generation.advance(&info.key, offset);
+    }
+    stage.generation.spans.extend(batch.spans());
     Ok(records)
 }

@@ -78,10 +78,15 @@ impl Normalizer {
         format: &str,
         committed: [Option<u64>; 4],
     ) -> Result<Parsed> {
-        let mut info = SourceInfo::lines(key, name);
-        info.separator = ztlake_ingest::kafka::POSITION_SEPARATOR;
-        info.delivered = m.delivered_micros();
-        self.output.begin_source_committed(info, committed);
+        let separator = ztlake_ingest::kafka::POSITION_SEPARATOR;
+        let delivered = m.delivered_micros();
+        // Messages come in runs of one partition: its source is set up once per run.
+        if !self.output.continue_source(key, name, separator, committed, delivered) {
+            let mut info = SourceInfo::lines(key, name);
+            info.separator = separator;
+            info.delivered = delivered;
+            self.output.begin_source_committed(info, committed);
+        }
         let position = u64::try_from(m.offset).unwrap_or(0);
         let payload: &[u8] = &m.payload;
         let mut parsed = Parsed { records: 0, bytes: payload.len() as u64 };

@@ -283,15 +283,20 @@ impl Shared {
         }
     }
 
-    /// Take a message into the batch being built; true when the batch should go now.
-    fn push(&self, message: KafkaMessage) -> bool {
+    /// Take a message of partition `id` into the batch being built; true when the batch
+    /// should go now.
+    fn push(&self, message: KafkaMessage, id: &PartitionId) -> bool {
         let mut b = lock(&self.building);
-        let id = message.partition_id();
-        if b.last.get(&id).is_some_and(|&last| message.offset <= last) {
-            tracing::debug!(position = %message.position(), "dropping a redelivered message");
-            return false;
+        match b.last.get_mut(id) {
+            Some(last) if message.offset <= *last => {
+                tracing::debug!(position = %message.position(), "dropping a redelivered message");
+                return false;
+            }
+            Some(last) => *last = message.offset,
+            None => {
+                b.last.insert(id.clone(), message.offset);
+            }
         }
-        b.last.insert(id, message.offset);
         b.batch.bytes += message.payload.len();
         b.batch.messages.push(message);
         let started = *b.started.get_or_insert_with(Instant::now);
@@ -677,31 +682,42 @@ impl Drop for KafkaSource {
 /// The poll thread: poll, build batches, hand them out; rebalance callbacks run inside `poll`.
 fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
+    // The partition of the last message and its interned topic: messages come in runs of one
+    // partition, so neither is rebuilt per message.
+    let mut current: Option<(PartitionId, Arc<str>)> = None;
     while !shared.stop.load(Ordering::Acquire) {
         let ready = match consumer.poll(shared.config.poll_timeout) {
             None => !lock(&shared.building).batch.is_empty(),
             Some(Ok(m)) => {
-                let id = PartitionId::new(m.topic(), m.partition());
-                if lock(&shared.tracker).is_in_lake(&id, m.offset()) {
+                let same = current
+                    .as_ref()
+                    .is_some_and(|(id, _)| id.partition == m.partition() && id.topic == m.topic());
+                let (id, topic) = match &current {
+                    Some(c) if same => c,
+                    _ => {
+                        let topic = match topics.get(m.topic()) {
+                            Some(t) => Arc::clone(t),
+                            None => {
+                                let t: Arc<str> = Arc::from(m.topic());
+                                topics.insert(m.topic().to_owned(), Arc::clone(&t));
+                                t
+                            }
+                        };
+                        current.insert((PartitionId::new(m.topic(), m.partition()), topic))
+                    }
+                };
+                if lock(&shared.tracker).is_in_lake(id, m.offset()) {
                     shared.counters.skipped_in_lake.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                let topic = match topics.get(m.topic()) {
-                    Some(t) => Arc::clone(t),
-                    None => {
-                        let t: Arc<str> = Arc::from(m.topic());
-                        topics.insert(m.topic().to_owned(), Arc::clone(&t));
-                        t
-                    }
-                };
                 let message = KafkaMessage {
-                    topic,
+                    topic: Arc::clone(topic),
                     partition: m.partition(),
                     offset: m.offset(),
                     timestamp_ms: m.timestamp().to_millis(),
                     payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
                 };
-                shared.push(message)
+                shared.push(message, id)
             }
             Some(Err(e)) => {
                 shared.counters.errors.fetch_add(1, Ordering::Relaxed);
