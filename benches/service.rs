@@ -353,6 +353,7 @@ impl Drop for Service {
 /// Start the service on the pre-loaded topic and time it until every record is committed.
 fn kafka_throughput(root: &Path, bootstrap: &str, records: u64) -> Result<f64> {
     let start = Instant::now();
+    let broker_cpu = cpu_seconds().0;
     let service = Service::start(root, "throughput", bootstrap, "flows", false)?;
     let mut first_read: Option<Instant> = None;
     let mut all_read: Option<Instant> = None;
@@ -396,6 +397,7 @@ fn kafka_throughput(root: &Path, bootstrap: &str, records: u64) -> Result<f64> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let took = start.elapsed().as_secs_f64();
+    let broker_cpu = cpu_seconds().0 - broker_cpu;
     let rate = records as f64 / took;
     let pid = service.child.id();
     let (cpu, peak) = (process_cpu(pid), status_mb(pid, "VmHWM:"));
@@ -406,7 +408,8 @@ fn kafka_throughput(root: &Path, bootstrap: &str, records: u64) -> Result<f64> {
         "ztlake run: {took:.2} s wall from start to the last commit = {rate:.0} records/s, \
          {cpu:.2} s CPU, peak RSS {peak} MB; first message read after {joined:.2} s (the \
          group join), every message read after {read:.2} s; from the first message to the last \
-         commit {:.2} s = {steady:.0} records/s",
+         commit {:.2} s = {steady:.0} records/s; meanwhile this process (the mock broker \
+         serving the fetches, on the same cores) used {broker_cpu:.2} s CPU",
         took - joined
     );
     service.stop()?;
