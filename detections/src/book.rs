@@ -83,23 +83,27 @@ fn merge_uids(into: &mut Vec<String>, more: Vec<String>) {
     *into = merged;
 }
 
+/// One alert's part of a window: its dedupe key, the end of its dedupe bucket (µs) and the
+/// window's contribution.
+type Grouped = (Vec<Option<String>>, i64, Contribution);
+
 /// One window's candidates grouped by alert id (rule, dedupe key, dedupe bucket of the
-/// candidate's `first_seen`): each id's dedupe key and contribution.
+/// candidate's `first_seen`): each id's dedupe key, bucket end and contribution.
 fn group(
     rule: &Rule,
     mut candidates: Vec<(Candidate, BTreeSet<String>)>,
-) -> HashMap<String, (Vec<Option<String>>, Contribution)> {
+) -> HashMap<String, Grouped> {
     let period = i64::try_from(rule.dedupe_period.as_micros()).unwrap_or(i64::MAX).max(1);
     // Deterministic order: the entity and summary of a window come from its first candidate.
     candidates.sort_by(|(a, _), (b, _)| {
         (a.first_seen, &a.entity, &a.summary).cmp(&(b.first_seen, &b.entity, &b.summary))
     });
-    let mut grouped: HashMap<String, (Vec<Option<String>>, Contribution)> = HashMap::new();
+    let mut grouped: HashMap<String, Grouped> = HashMap::new();
     for (c, providers) in candidates {
         let bucket = c.first_seen.div_euclid(period);
         let id = alert_id(rule.id(), &c.key, bucket);
         match grouped.get_mut(&id) {
-            Some((_, contribution)) => contribution.absorb(c, providers),
+            Some((_, _, contribution)) => contribution.absorb(c, providers),
             None => {
                 let mut uids = c.uids;
                 uids.sort_unstable();
@@ -114,7 +118,8 @@ fn group(
                     providers,
                     summary: c.summary,
                 };
-                grouped.insert(id, (c.key, contribution));
+                let until = bucket.saturating_add(1).saturating_mul(period);
+                grouped.insert(id, (c.key, until, contribution));
             }
         }
     }
@@ -125,6 +130,8 @@ fn group(
 struct AlertState {
     rule: Arc<Rule>,
     key: Vec<Option<String>>,
+    /// The end of its dedupe bucket (µs): only windows starting before it can contribute.
+    until: i64,
     contributions: BTreeMap<i64, Contribution>,
     /// Windows added by [`AlertBook::fold`] (one-shot runs).
     folded: Option<Box<Folded>>,
@@ -283,10 +290,11 @@ impl AlertBook {
         if let Some(changed) = &mut self.changed {
             changed.extend(ids.iter().cloned());
         }
-        for (id, (key, contribution)) in grouped {
+        for (id, (key, until, contribution)) in grouped {
             let state = self.alerts.entry(id).or_insert_with(|| AlertState {
                 rule: rule.clone(),
                 key,
+                until,
                 contributions: BTreeMap::new(),
                 folded: None,
             });
@@ -305,13 +313,14 @@ impl AlertBook {
         window: i64,
         candidates: Vec<(Candidate, BTreeSet<String>)>,
     ) {
-        for (id, (key, contribution)) in group(rule, candidates) {
+        for (id, (key, until, contribution)) in group(rule, candidates) {
             if let Some(changed) = &mut self.changed {
                 changed.insert(id.clone());
             }
             let state = self.alerts.entry(id).or_insert_with(|| AlertState {
                 rule: rule.clone(),
                 key,
+                until,
                 contributions: BTreeMap::new(),
                 folded: None,
             });
@@ -350,6 +359,34 @@ impl AlertBook {
         let mut ids: Vec<String> = changed.into_iter().collect();
         ids.sort_unstable();
         ids.iter().filter_map(|id| Some(self.alerts.get(id)?.alert(id, now))).collect()
+    }
+
+    /// Forget the alerts that can no longer change, and what the book remembers of closed
+    /// windows. `closed[i]` is rule `i`'s (its index in [`AlertBook::apply`]) first window
+    /// still open: windows before it were evaluated for the last time, so an alert of that
+    /// rule whose dedupe bucket ends by then has its final state (no open window holds an event
+    /// of its bucket). A long-running engine calls it after reading the changes
+    /// ([`AlertBook::changed_alerts`]), so the final state was reported; without it the book
+    /// would grow with every alert ever raised. Returns the forgotten ids.
+    pub(crate) fn forget_final(&mut self, closed: &[(&Arc<Rule>, i64)]) -> Vec<String> {
+        let closed_of =
+            |rule: &Arc<Rule>| closed.iter().find(|(r, _)| Arc::ptr_eq(r, rule)).map(|(_, c)| *c);
+        let mut gone = Vec::new();
+        self.alerts.retain(|id, state| {
+            let done = closed_of(&state.rule).is_some_and(|c| state.until <= c);
+            if done {
+                gone.push(id.clone());
+            }
+            !done
+        });
+        self.windows
+            .retain(|(index, window), _| closed.get(*index).is_none_or(|(_, c)| *window >= *c));
+        if let Some(changed) = &mut self.changed {
+            for id in &gone {
+                changed.remove(id);
+            }
+        }
+        gone
     }
 
     /// The same as [`AlertBook::alerts`], consuming the book (its values move into the alerts
@@ -612,5 +649,49 @@ mod tests {
             assert_eq!(seen.get(&a.alert_id), Some(a), "{}", dst(a));
         }
         assert_eq!(current.len(), 45);
+    }
+
+    /// Forgetting final alerts drops exactly the alerts whose dedupe bucket ended by the
+    /// rule's first open window, and the window index of closed windows.
+    #[tokio::test]
+    async fn final_alerts_are_forgotten_by_bucket() {
+        let rule = rule().await;
+        let (hour, day) = (3_600_000_000i64, 86_400_000_000i64);
+        let candidate = |dst: &str, at: i64| {
+            let c = Candidate {
+                entity: BTreeMap::from([("dst_ip".to_owned(), Some(dst.to_owned()))]),
+                key: vec![Some(dst.to_owned())],
+                first_seen: at,
+                last_seen: at + 1,
+                count: 1,
+                uids: uids([1]),
+                summary: String::new(),
+            };
+            (c, BTreeSet::from(["aws".to_owned()]))
+        };
+        let mut book = AlertBook::default();
+        // Day 0 (two windows), then day 1: three alerts of day 0's bucket, one of day 1's.
+        book.apply(0, &rule, 0, vec![candidate("a", 5), candidate("b", 6)]);
+        book.apply(
+            0,
+            &rule,
+            23 * hour,
+            vec![candidate("a", 23 * hour + 5), candidate("c", 23 * hour)],
+        );
+        book.apply(0, &rule, day, vec![candidate("a", day + 5)]);
+        assert_eq!(book.changed_alerts(1).len(), 4);
+        // Windows before 23 h closed: day 0's bucket can still grow (the 23 h window is open).
+        assert!(book.forget_final(&[(&rule, 23 * hour)]).is_empty());
+        assert_eq!(book.windows.len(), 2, "the closed 0 h window is forgotten");
+        let gone = book.forget_final(&[(&rule, day)]);
+        assert_eq!(gone.len(), 3, "{gone:?}");
+        let left = book.alerts(1);
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].first_seen, day + 5);
+        assert!(book.changed_alerts(2).is_empty(), "forgotten alerts are not reported again");
+        // Another rule's window positions do not count.
+        let other = self::rule().await;
+        assert!(book.forget_final(&[(&other, i64::MAX)]).is_empty());
+        assert_eq!(book.len(), 1);
     }
 }

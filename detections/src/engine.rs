@@ -880,15 +880,39 @@ impl Engine {
     /// The alerts whose state may have changed since the previous call (every alert on the
     /// first call), stamped `updated = now` (µs): what a long-running engine polls instead of
     /// rebuilding every alert each time. Alerts that disappeared (a provisional match gone) are
-    /// not reported.
-    pub fn changed_alerts(&mut self, now: i64) -> Vec<Alert> {
-        self.book.changed_alerts(now)
+    /// not reported. Alerts that can no longer change (every window that could add to their
+    /// dedupe bucket is closed) are then forgotten, so the engine's memory follows the open
+    /// windows, not every alert ever raised; [`ChangedAlerts::finished`] names them.
+    pub fn changed_alerts(&mut self, now: i64) -> ChangedAlerts {
+        let alerts = self.book.changed_alerts(now);
+        let closed: Vec<(&Arc<Rule>, i64)> = self
+            .rules
+            .iter()
+            .map(|r| {
+                let closed =
+                    if r.rule.mode() == Mode::Streaming { r.closed_before } else { i64::MIN };
+                (&r.rule, closed)
+            })
+            .collect();
+        let finished = self.book.forget_final(&closed);
+        self.stats.alerts = self.book.len() as u64;
+        ChangedAlerts { alerts, finished }
     }
 
     /// [`Engine::alerts`] at the end of a run: the engine's state moves into the alerts.
     pub fn into_alerts(self, now: i64) -> Vec<Alert> {
         self.book.into_alerts(now)
     }
+}
+
+/// What [`Engine::changed_alerts`] reports.
+#[derive(Debug, Default)]
+pub struct ChangedAlerts {
+    /// The alerts whose state may have changed, by id.
+    pub alerts: Vec<Alert>,
+    /// Ids of the alerts forgotten now: their last state was reported (now or before) and
+    /// no later evaluation can change it.
+    pub finished: Vec<String>,
 }
 
 /// The rows of `selected` (all `rows` of the batch when `None`) that `mask` keeps.

@@ -193,6 +193,61 @@ async fn streaming_and_backfill_raise_the_same_alerts() {
     assert_eq!(streamed, back);
 }
 
+/// A long-running engine polled for changes forgets alerts once every window that could add
+/// to their dedupe bucket is closed; what the polls reported (the last state of each id) is
+/// exactly what a backfill raises, and after the end of input the engine holds no alert.
+#[tokio::test]
+async fn polled_engines_forget_final_alerts_and_report_what_backfill_raises() {
+    let set = rules(&rule_yaml("zt-f", "dedupe: {key: [dst_ip], period: 1h}\n")).await;
+    let lines: Vec<String> = (0..2000)
+        .map(|i| {
+            let jitter = if i % 5 == 0 { -90 } else { 0 };
+            line(&format!("10.1.{}.{}", i % 4, i % 13), T0 + i * 11 + jitter)
+        })
+        .collect();
+    let batches: Vec<RecordBatch> =
+        lines.chunks(97).enumerate().flat_map(|(i, c)| flows(i, c)).collect();
+    let mut engine =
+        Engine::new(&set.streaming(), set.reference(), EngineOptions::default(), Clock::Data)
+            .await
+            .expect("engine");
+    let mut reported: std::collections::BTreeMap<String, Alert> = Default::default();
+    let mut finished = std::collections::BTreeSet::new();
+    let poll = |engine: &mut Engine,
+                reported: &mut std::collections::BTreeMap<String, Alert>,
+                finished: &mut std::collections::BTreeSet<String>| {
+        let changed = engine.changed_alerts(0);
+        for a in changed.alerts {
+            assert!(!finished.contains(&a.alert_id), "a finished alert changed: {a:?}");
+            reported.insert(a.alert_id.clone(), a);
+        }
+        for id in changed.finished {
+            assert!(reported.contains_key(&id), "{id} finished before it was reported");
+            finished.insert(id);
+        }
+    };
+    let mut most_held = 0u64;
+    for b in &batches {
+        engine.push(Table::Flows, b).await.expect("push");
+        poll(&mut engine, &mut reported, &mut finished);
+        most_held = most_held.max(engine.stats().alerts);
+    }
+    let before_end = finished.len();
+    engine.flush().await.expect("flush");
+    poll(&mut engine, &mut reported, &mut finished);
+    assert_eq!(engine.stats().alerts, 0, "nothing held after the end of input");
+    assert!(engine.alerts(0).is_empty());
+    let back = backfilled(&set, &batches).await;
+    let streamed: Vec<Alert> = reported.into_values().map(|a| Alert { updated: 0, ..a }).collect();
+    assert_eq!(streamed, back);
+    assert!(before_end > 0, "alerts of past hours finish while input goes on");
+    assert!(
+        most_held < back.len() as u64,
+        "the engine held at most {most_held} of {} alerts at once",
+        back.len()
+    );
+}
+
 #[tokio::test]
 async fn backfill_jumps_over_stretches_without_rows() {
     // A streaming rule and a scheduled rule (every 15 minutes over 30) over two bursts of rows

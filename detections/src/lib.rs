@@ -58,7 +58,7 @@ pub use backfill::{BackfillOptions, BackfillReport, backfill};
 pub use background::Background;
 pub use candidate::{MAX_VALUE_LEN, cap};
 pub use compile::Retain;
-pub use engine::{Clock, Engine, EngineOptions, EngineStats};
+pub use engine::{ChangedAlerts, Clock, Engine, EngineOptions, EngineStats};
 pub use error::{Diagnostic, Error, Result};
 pub use loader::{LoadOptions, RuleSet, load_dir, load_sources, rule_files};
 pub use reference::Reference;

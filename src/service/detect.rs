@@ -187,7 +187,8 @@ fn changes(
 ) -> Collected {
     let now = chrono::Utc::now().timestamp_micros();
     let mut alerts = Vec::new();
-    for alert in engine.changed_alerts(now) {
+    let changed = engine.changed_alerts(now);
+    for alert in changed.alerts {
         match emitted.get(&alert.alert_id) {
             Some(old) if old.same_state(&alert) => {}
             Some(_) => {
@@ -199,6 +200,10 @@ fn changes(
                 alerts.push((alert, true));
             }
         }
+    }
+    // Final now (and already emitted): nothing will change them again.
+    for id in &changed.finished {
+        emitted.remove(id);
     }
     Collected { alerts, watermarks: watermarks.clone() }
 }
