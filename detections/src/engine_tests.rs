@@ -171,18 +171,22 @@ async fn reprocessing_and_batching_do_not_change_alerts() {
     }
 }
 
-#[tokio::test]
-async fn streaming_and_backfill_raise_the_same_alerts() {
-    let set = rules(&rule_yaml("zt-s", "")).await;
-    // 2 000 rows over ~6 hours, slightly out of order (within the lateness), many destinations.
+/// 2 000 rows over ~6 hours, slightly out of order (within the lateness), many destinations,
+/// in batches of 97 rows from sources of their own.
+fn six_hours_of_flows() -> Vec<RecordBatch> {
     let lines: Vec<String> = (0..2000)
         .map(|i| {
             let jitter = if i % 5 == 0 { -90 } else { 0 };
             line(&format!("10.1.{}.{}", i % 4, i % 13), T0 + i * 11 + jitter)
         })
         .collect();
-    let batches: Vec<RecordBatch> =
-        lines.chunks(97).enumerate().flat_map(|(i, c)| flows(i, c)).collect();
+    lines.chunks(97).enumerate().flat_map(|(i, c)| flows(i, c)).collect()
+}
+
+#[tokio::test]
+async fn streaming_and_backfill_raise_the_same_alerts() {
+    let set = rules(&rule_yaml("zt-s", "")).await;
+    let batches = six_hours_of_flows();
     let (mut streamed, engine) = stream(&set, &batches, EngineOptions::default()).await;
     assert_eq!(engine.stats().late_rows, 0);
     for a in &mut streamed {
@@ -199,14 +203,7 @@ async fn streaming_and_backfill_raise_the_same_alerts() {
 #[tokio::test]
 async fn polled_engines_forget_final_alerts_and_report_what_backfill_raises() {
     let set = rules(&rule_yaml("zt-f", "dedupe: {key: [dst_ip], period: 1h}\n")).await;
-    let lines: Vec<String> = (0..2000)
-        .map(|i| {
-            let jitter = if i % 5 == 0 { -90 } else { 0 };
-            line(&format!("10.1.{}.{}", i % 4, i % 13), T0 + i * 11 + jitter)
-        })
-        .collect();
-    let batches: Vec<RecordBatch> =
-        lines.chunks(97).enumerate().flat_map(|(i, c)| flows(i, c)).collect();
+    let batches = six_hours_of_flows();
     let mut engine =
         Engine::new(&set.streaming(), set.reference(), EngineOptions::default(), Clock::Data)
             .await

@@ -135,6 +135,17 @@ fn decode(payload: &[u8]) -> Option<Vec<Decoded>> {
     Some(ops)
 }
 
+/// The record of `payload` (to be appended to `path`): length, checksum, payload.
+fn frame(payload: &[u8], path: &Path) -> Result<Vec<u8>> {
+    let len = u32::try_from(payload.len())
+        .map_err(|_| Error::outbox(path, "outbox section too large for one record"))?;
+    let mut record = Vec::with_capacity(payload.len() + RECORD_HEADER as usize);
+    record.extend_from_slice(&len.to_le_bytes());
+    record.extend_from_slice(&checksum(payload));
+    record.extend_from_slice(payload);
+    Ok(record)
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::outbox(dir, e))
 }
@@ -322,12 +333,7 @@ impl Store {
         }
         let (seq, file, start) = self.writer()?;
         let path = self.path_of(seq);
-        let len = u32::try_from(payload.len())
-            .map_err(|_| Error::outbox(&path, "outbox section too large for one record"))?;
-        let mut record = Vec::with_capacity(payload.len() + RECORD_HEADER as usize);
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&checksum(&payload));
-        record.extend_from_slice(&payload);
+        let record = frame(&payload, &path)?;
         file.write_all_at(&record, start).and_then(|()| file.sync_data()).map_err(|e| {
             // Whatever part went out is a torn tail: cut it off now if possible.
             let _ = file.set_len(start);
@@ -398,12 +404,7 @@ impl Store {
                 let at = encode(&mut payload, &key, Some(&value))?;
                 placed.push((key, at, value.len()));
             }
-            let len = u32::try_from(payload.len())
-                .map_err(|_| Error::outbox(&tmp, "record too large"))?;
-            let mut record = Vec::with_capacity(payload.len() + RECORD_HEADER as usize);
-            record.extend_from_slice(&len.to_le_bytes());
-            record.extend_from_slice(&checksum(&payload));
-            record.extend_from_slice(&payload);
+            let record = frame(&payload, &tmp)?;
             out.write_all(&record).map_err(|e| Error::outbox(&tmp, e))?;
             for (key, at, l) in placed {
                 let loc = Loc {
