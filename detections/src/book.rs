@@ -287,20 +287,31 @@ impl AlertBook {
         }
         let grouped = group(rule, candidates);
         let ids: Vec<String> = grouped.keys().cloned().collect();
-        if let Some(changed) = &mut self.changed {
-            changed.extend(ids.iter().cloned());
-        }
         for (id, (key, until, contribution)) in grouped {
-            let state = self.alerts.entry(id).or_insert_with(|| AlertState {
-                rule: rule.clone(),
-                key,
-                until,
-                contributions: BTreeMap::new(),
-                folded: None,
-            });
-            state.contributions.insert(window, contribution);
+            self.touch(id, rule, key, until).contributions.insert(window, contribution);
         }
         self.windows.insert((index, window), ids);
+    }
+
+    /// The state of alert `id` (created for `rule`, `key` and bucket end `until` if new),
+    /// remembered as changed.
+    fn touch(
+        &mut self,
+        id: String,
+        rule: &Arc<Rule>,
+        key: Vec<Option<String>>,
+        until: i64,
+    ) -> &mut AlertState {
+        if let Some(changed) = &mut self.changed {
+            changed.insert(id.clone());
+        }
+        self.alerts.entry(id).or_insert_with(|| AlertState {
+            rule: rule.clone(),
+            key,
+            until,
+            contributions: BTreeMap::new(),
+            folded: None,
+        })
     }
 
     /// Add the final evaluation of window `window` of `rule`: like [`AlertBook::apply`], but
@@ -314,16 +325,7 @@ impl AlertBook {
         candidates: Vec<(Candidate, BTreeSet<String>)>,
     ) {
         for (id, (key, until, contribution)) in group(rule, candidates) {
-            if let Some(changed) = &mut self.changed {
-                changed.insert(id.clone());
-            }
-            let state = self.alerts.entry(id).or_insert_with(|| AlertState {
-                rule: rule.clone(),
-                key,
-                until,
-                contributions: BTreeMap::new(),
-                folded: None,
-            });
+            let state = self.touch(id, rule, key, until);
             let folded = state.folded.get_or_insert_with(|| Box::new(Folded::new()));
             // Contributions of earlier windows join the fold; one of this window would be
             // replaced by its final evaluation (never the case in a one-shot run).
