@@ -230,19 +230,16 @@ impl Outbox {
     /// log in one commit, then delete them. Runs inside the exclusive section; a section that
     /// cannot finish it fails, so no later change is ever overwritten by a stale file.
     fn import_legacy(&self, store: &mut Store) -> Result<()> {
-        let dirs: Vec<PathBuf> =
-            LEGACY.iter().map(|d| self.dir.join(d)).filter(|p| p.is_dir()).collect();
+        let dirs: Vec<(&str, PathBuf)> =
+            LEGACY.iter().map(|d| (*d, self.dir.join(d))).filter(|(_, p)| p.is_dir()).collect();
         if dirs.is_empty() {
             return Ok(());
         }
         let mut ops: Vec<Op> = Vec::new();
         let mut files = Vec::new();
-        for (kind, dir) in LEGACY.iter().zip(LEGACY.iter().map(|d| self.dir.join(d))) {
-            if !dir.is_dir() {
-                continue;
-            }
-            for e in std::fs::read_dir(&dir).map_err(|e| Error::outbox(&dir, e))? {
-                let e = e.map_err(|e| Error::outbox(&dir, e))?;
+        for (kind, dir) in &dirs {
+            for e in std::fs::read_dir(dir).map_err(|e| Error::outbox(dir, e))? {
+                let e = e.map_err(|e| Error::outbox(dir, e))?;
                 let Ok(name) = e.file_name().into_string() else { continue };
                 let path = e.path();
                 if name.starts_with('.') || !path.is_file() {
@@ -258,8 +255,14 @@ impl Outbox {
         for path in files {
             std::fs::remove_file(&path).map_err(|e| Error::outbox(&path, e))?;
         }
-        for dir in dirs {
-            std::fs::remove_dir(&dir).map_err(|e| Error::outbox(&dir, e))?;
+        for (kind, dir) in dirs {
+            // What was not imported (hidden files, odd names) is set aside: the directory
+            // must go, or every later section would import it again.
+            if std::fs::remove_dir(&dir).is_err() {
+                let aside = self.dir.join("corrupt").join(format!("legacy-{kind}"));
+                std::fs::rename(&dir, &aside).map_err(|e| Error::outbox(&dir, e))?;
+                tracing::warn!(dir = %dir.display(), aside = %aside.display(), "files the outbox could not import were set aside");
+            }
         }
         tracing::info!(outbox = %self.dir.display(), files = imported, "outbox files imported into its log");
         Ok(())
@@ -578,6 +581,8 @@ mod tests {
         }
         std::fs::create_dir_all(dir.path().join("targets")).expect("dir");
         std::fs::write(dir.path().join("targets").join("t.json"), b"[7,8]").expect("write");
+        // Not an outbox file: set aside, not imported, and no obstacle to the import.
+        std::fs::write(dir.path().join("entries").join(".swp"), b"x").expect("write");
         let o = Outbox::open(dir.path()).expect("open");
         assert_eq!(o.with(|tx| tx.entries()).expect("all").len(), 5);
         assert_eq!(o.with(|tx| tx.pending_keys()).expect("pending").len(), 3);
@@ -585,6 +590,7 @@ mod tests {
         for sub in LEGACY {
             assert!(!dir.path().join(sub).exists(), "{sub} removed");
         }
+        assert!(dir.path().join("corrupt").join("legacy-entries").join(".swp").exists());
         // Another handle (a second process) reads the same from the log alone.
         let other = Outbox::open(dir.path()).expect("reopen");
         let mut read: Vec<String> =
