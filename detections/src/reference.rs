@@ -24,7 +24,7 @@ use datafusion::prelude::SessionContext;
 use ztlake_normalize::schema::{Table, UTC};
 
 use crate::error::{Diagnostic, Error, Result};
-use crate::udf::ip::{Cidr, parse_ip, to_bits};
+use crate::udf::ip::{Cidr, Parsed, to_bits};
 
 /// Kind of a reference column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -573,10 +573,11 @@ impl PrefixTable {
             .collect();
     }
 
-    fn lookup(&self, ip: std::net::IpAddr) -> Option<usize> {
-        if let std::net::IpAddr::V4(v4) = ip {
-            return self.lookup_v4(u32::from(v4));
-        }
+    fn lookup(&self, ip: &Parsed) -> Option<usize> {
+        let ip = match *ip {
+            Parsed::V4(bits) => return self.lookup_v4(bits),
+            Parsed::V6(v6) => std::net::IpAddr::V6(v6),
+        };
         let (bits, width, v4) = to_bits(ip);
         self.levels.iter().filter(|((fam, _), _)| *fam == v4).find_map(|((_, prefix), nets)| {
             let key = bits & crate::udf::ip::mask(*prefix, width);
@@ -664,7 +665,7 @@ impl Lookups {
         if self.asset_prefixes.is_empty() {
             return None;
         }
-        let row = self.asset_prefixes.lookup(parse_ip(ip)?)?;
+        let row = self.asset_prefixes.lookup(&Parsed::of(ip)?)?;
         self.assets.rows.get(row)?.get(column)?.as_deref()
     }
 
@@ -677,8 +678,7 @@ impl Lookups {
     /// Whether `ip` is an egress gateway address or lies in one of their networks (`None` for
     /// an invalid address).
     pub fn is_egress_gateway(&self, ip: &str) -> Option<bool> {
-        let ip = parse_ip(ip)?;
-        Some(self.gateways.lookup(ip).is_some())
+        Some(self.gateways.lookup(&Parsed::of(ip)?).is_some())
     }
 
     /// Whether `issuer` is a trusted CA: equal to a `name` or containing a `pattern`

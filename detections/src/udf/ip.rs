@@ -15,6 +15,71 @@ pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
     Some(unmap(ip))
 }
 
+/// [`parse_ip`] for the UDFs' hot loops: a plain IPv4 address as its 32 bits (no [`IpAddr`]),
+/// anything else through the general parser.
+pub(crate) enum Parsed {
+    /// A dotted-quad IPv4 address (or an IPv4-mapped IPv6 one), as bits.
+    V4(u32),
+    /// An IPv6 address.
+    V6(Ipv6Addr),
+}
+
+impl Parsed {
+    /// Parse `s` (see [`parse_ip`]).
+    pub(crate) fn of(s: &str) -> Option<Parsed> {
+        if let Some(v4) = plain_ipv4(s.as_bytes()) {
+            return Some(Parsed::V4(u32::from(v4)));
+        }
+        Some(match parse_ip(s)? {
+            IpAddr::V4(v4) => Parsed::V4(u32::from(v4)),
+            IpAddr::V6(v6) => Parsed::V6(v6),
+        })
+    }
+
+    /// [`is_private`] of this address.
+    pub(crate) fn is_private(&self) -> bool {
+        match *self {
+            Parsed::V4(bits) => in_any(bits, V4_PRIVATE),
+            Parsed::V6(v6) => is_private(IpAddr::V6(v6)),
+        }
+    }
+
+    /// [`is_public`] of this address.
+    pub(crate) fn is_public(&self) -> bool {
+        match *self {
+            Parsed::V4(bits) => !in_any(bits, V4_PRIVATE) && !in_any(bits, V4_RESERVED),
+            Parsed::V6(v6) => is_public(IpAddr::V6(v6)),
+        }
+    }
+}
+
+/// Whether `bits` lies in one of `nets` ((network, prefix length), prefix 1–32).
+fn in_any(bits: u32, nets: &[(u32, u32)]) -> bool {
+    nets.iter().any(|&(net, prefix)| (bits ^ net) >> (32 - prefix) == 0)
+}
+
+/// RFC 1918, loopback, link-local and CGNAT: the IPv4 ranges of [`is_private`].
+const V4_PRIVATE: &[(u32, u32)] = &[
+    (0x0a00_0000, 8),  // 10.0.0.0/8
+    (0xac10_0000, 12), // 172.16.0.0/12
+    (0xc0a8_0000, 16), // 192.168.0.0/16
+    (0x7f00_0000, 8),  // 127.0.0.0/8
+    (0xa9fe_0000, 16), // 169.254.0.0/16
+    (0x6440_0000, 10), // 100.64.0.0/10
+];
+
+/// The IPv4 ranges of [`is_reserved`].
+const V4_RESERVED: &[(u32, u32)] = &[
+    (0x0000_0000, 8),  // 0.0.0.0/8
+    (0xc000_0000, 24), // 192.0.0.0/24
+    (0xc000_0200, 24), // 192.0.2.0/24
+    (0xc612_0000, 15), // 198.18.0.0/15
+    (0xc633_6400, 24), // 198.51.100.0/24
+    (0xcb00_7100, 24), // 203.0.113.0/24
+    (0xe000_0000, 4),  // 224.0.0.0/4
+    (0xf000_0000, 4),  // 240.0.0.0/4
+];
+
 /// The common case of [`parse_ip`] without the general parser: four decimal octets (no
 /// leading zeros, at most 255) separated by dots, nothing around them. `None` means "not in
 /// that form" (the general parser decides), never "invalid".
@@ -122,11 +187,6 @@ pub(crate) fn mask(prefix: u8, width: u8) -> u128 {
     if host_bits == 0 { all } else { all & !((1u128 << host_bits) - 1) }
 }
 
-fn v4_in(ip: Ipv4Addr, net: [u8; 4], prefix: u8) -> bool {
-    let m = mask(prefix, 32) as u32;
-    u32::from(ip) & m == u32::from(Ipv4Addr::from(net)) & m
-}
-
 fn v6_in(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
     let m = mask(prefix, 128);
     u128::from(ip) & m == u128::from(net) & m
@@ -135,14 +195,7 @@ fn v6_in(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
 /// RFC 1918, RFC 4193 (fc00::/7), loopback, link-local and CGNAT (100.64.0.0/10).
 pub(crate) fn is_private(ip: IpAddr) -> bool {
     match unmap(ip) {
-        IpAddr::V4(v4) => {
-            v4_in(v4, [10, 0, 0, 0], 8)
-                || v4_in(v4, [172, 16, 0, 0], 12)
-                || v4_in(v4, [192, 168, 0, 0], 16)
-                || v4_in(v4, [127, 0, 0, 0], 8)
-                || v4_in(v4, [169, 254, 0, 0], 16)
-                || v4_in(v4, [100, 64, 0, 0], 10)
-        }
+        IpAddr::V4(v4) => in_any(u32::from(v4), V4_PRIVATE),
         IpAddr::V6(v6) => {
             v6.is_loopback()
                 || v6_in(v6, Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7)
@@ -154,16 +207,7 @@ pub(crate) fn is_private(ip: IpAddr) -> bool {
 /// Reserved, special-purpose and documentation-only ranges (never routed on the internet).
 fn is_reserved(ip: IpAddr) -> bool {
     match unmap(ip) {
-        IpAddr::V4(v4) => {
-            v4_in(v4, [0, 0, 0, 0], 8)
-                || v4_in(v4, [192, 0, 0, 0], 24)
-                || v4_in(v4, [192, 0, 2, 0], 24)
-                || v4_in(v4, [198, 18, 0, 0], 15)
-                || v4_in(v4, [198, 51, 100, 0], 24)
-                || v4_in(v4, [203, 0, 113, 0], 24)
-                || v4_in(v4, [224, 0, 0, 0], 4)
-                || v4_in(v4, [240, 0, 0, 0], 4)
-        }
+        IpAddr::V4(v4) => in_any(u32::from(v4), V4_RESERVED),
         IpAddr::V6(v6) => {
             v6.is_unspecified()
                 || v6.is_multicast()
@@ -190,6 +234,14 @@ mod tests {
         parse_ip(s).unwrap_or_else(|| panic!("{s}"))
     }
 
+    /// `(is_private, is_public)` of `s`, checked to be the same through [`Parsed`].
+    fn classes(s: &str) -> (bool, bool) {
+        let parsed = Parsed::of(s).unwrap_or_else(|| panic!("{s}"));
+        let (private, public) = (is_private(ip(s)), is_public(ip(s)));
+        assert_eq!((parsed.is_private(), parsed.is_public()), (private, public), "{s}");
+        (private, public)
+    }
+
     #[test]
     fn private_and_public_edges() {
         for s in [
@@ -208,12 +260,10 @@ mod tests {
             "fe80::1",
             "::ffff:10.1.2.3",
         ] {
-            assert!(is_private(ip(s)), "{s} is private");
-            assert!(!is_public(ip(s)), "{s} is not public");
+            assert_eq!(classes(s), (true, false), "{s} is private, not public");
         }
         for s in ["172.15.255.255", "172.32.0.0", "100.63.255.255", "100.128.0.0", "11.0.0.1"] {
-            assert!(!is_private(ip(s)), "{s} is not private");
-            assert!(is_public(ip(s)), "{s} is public");
+            assert_eq!(classes(s), (false, true), "{s} is public, not private");
         }
         for s in [
             "0.0.0.0",
@@ -228,11 +278,22 @@ mod tests {
             "ff02::1",
             "::",
         ] {
-            assert!(!is_private(ip(s)), "{s} is not private");
-            assert!(!is_public(ip(s)), "{s} is reserved or documentation, not public");
+            assert_eq!(classes(s), (false, false), "{s} is reserved or documentation");
         }
         for s in ["8.8.8.8", "2606:4700::1111", "2a00:1450:4001::200e", "::ffff:8.8.4.4"] {
-            assert!(is_public(ip(s)), "{s} is public");
+            assert_eq!(classes(s), (false, true), "{s} is public");
+        }
+        // Each IPv4 range's first and last address are in it, their neighbours outside.
+        for (net, prefix) in V4_PRIVATE.iter().chain(V4_RESERVED) {
+            let last = net | (u32::MAX >> prefix);
+            for bits in [*net, last] {
+                let s = Ipv4Addr::from(bits).to_string();
+                assert!(in_any(bits, &[(*net, *prefix)]), "{s} in {net:#x}/{prefix}");
+                assert!(!classes(&s).1, "{s} is not public");
+            }
+            for bits in [net.wrapping_sub(1), last.wrapping_add(1)] {
+                assert!(!in_any(bits, &[(*net, *prefix)]), "{bits:#x} outside {net:#x}/{prefix}");
+            }
         }
         assert!(parse_ip("10.0.0").is_none());
         assert!(parse_ip("not an ip").is_none());

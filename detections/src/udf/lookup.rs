@@ -12,7 +12,7 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{bools, strings, texts};
+use super::args::{bools, map_bools, map_strings, strings, texts};
 use crate::reference::Lookups;
 
 /// The lookup indexes, compared by identity (UDF instances must be `Eq + Hash`).
@@ -94,7 +94,7 @@ impl ScalarUDFImpl for Lookup {
             // The usual call names its field with a literal: find its column once.
             Kind::AssetField if a[1].is_scalar() => {
                 match a[1].get(0).and_then(|f| l.asset_column(f)) {
-                    Some(column) => strings(rows, &a, |i| l.asset_value(a[0].get(i)?, column)),
+                    Some(column) => map_strings(&a[0], |ip| l.asset_value(ip, column)),
                     None => strings(rows, &a, |_| None),
                 }
             }
@@ -102,7 +102,7 @@ impl ScalarUDFImpl for Lookup {
             Kind::IdentityField => {
                 strings(rows, &a, |i| l.identity_field(a[0].get(i)?, a[1].get(i)?))
             }
-            Kind::EgressGateway => bools(rows, &a, |i| l.is_egress_gateway(a[0].get(i)?)),
+            Kind::EgressGateway => map_bools(&a[0], |ip| l.is_egress_gateway(ip)),
             Kind::TrustedCa => bools(rows, &a, |i| Some(l.is_trusted_ca(a[0].get(i)?))),
         })
     }

@@ -1,16 +1,14 @@
 //! Network UDFs: `is_private_ip(ip)`, `is_public_ip(ip)`, `cidr_contains(cidr, ip)`,
 //! `in_cidrs(ip, 'cidr1,cidr2,…')`. NULL or unparsable input gives NULL, never an error.
 
-use std::net::IpAddr;
-
 use arrow::datatypes::DataType;
 use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{Text, bools, texts};
-use super::ip::{Cidr, is_private, is_public, parse_ip};
+use super::args::{Text, bools, map_bools, texts};
+use super::ip::{Cidr, Parsed, parse_ip};
 
 /// Which classification an [`IpClass`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,11 +47,11 @@ impl ScalarUDFImpl for IpClass {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let a = texts(self.name(), &args.args)?;
-        let class: fn(IpAddr) -> bool = match self.class {
-            Class::Private => is_private,
-            Class::Public => is_public,
+        let class: fn(&Parsed) -> bool = match self.class {
+            Class::Private => Parsed::is_private,
+            Class::Public => Parsed::is_public,
         };
-        Ok(bools(args.number_rows, &a, |i| a[0].get(i).and_then(parse_ip).map(class)))
+        Ok(map_bools(&a[0], |s| Parsed::of(s).map(|ip| class(&ip))))
     }
 }
 
