@@ -243,24 +243,7 @@ async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWri
         }
         let batches = alert_batches(&rows)?;
         tracing::debug!(ms = started.elapsed().as_millis(), "alert rows built");
-        // Only new alerts (a backfill, a first ingest): a plain append is a merge that
-        // matches nothing, without the merge's join — valid while no commit landed since the
-        // lookup; otherwise (or with updates) the merge decides.
-        if report.updated == 0 && distinct {
-            let files = write_files(lake, Table::Alerts, batches.clone(), 2).await?;
-            let mut info = serde_json::Map::new();
-            info.insert(
-                "ztlake".into(),
-                serde_json::json!({"operation": "alerts", "new": report.new}),
-            );
-            if lake.append_at(Table::Alerts, files, read, info).await? {
-                return Ok(true);
-            }
-        }
-        let schema = batches.first().map(RecordBatch::schema).context("no alert rows")?;
-        let batch = arrow::compute::concat_batches(&schema, &batches)?;
-        lake.upsert(Table::Alerts, batch, "alert_id").await?;
-        Ok(false)
+        store_rows(lake, batches, read, report.new, report.updated == 0 && distinct).await
     }
     .await;
     let upsert_done = started.elapsed();
@@ -279,6 +262,84 @@ async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWri
     let _ =
         std::thread::Builder::new().name("ztlake-free".into()).spawn(move || drop((rows, stored)));
     Ok(report)
+}
+
+/// Upsert alert `rows` by `alert_id`. When `all_new` (a backfill, a first ingest: none of
+/// them was stored at table version `read`), a plain append is a merge that matches nothing,
+/// without the merge's join — valid while no commit landed since that lookup; otherwise the
+/// merge decides. Returns whether they were appended.
+async fn store_rows(
+    lake: &Lake,
+    rows: Vec<RecordBatch>,
+    read: i64,
+    new: usize,
+    all_new: bool,
+) -> Result<bool> {
+    if all_new {
+        let files = write_files(lake, Table::Alerts, rows.clone(), 2).await?;
+        let mut info = serde_json::Map::new();
+        info.insert("ztlake".into(), serde_json::json!({"operation": "alerts", "new": new}));
+        if lake.append_at(Table::Alerts, files, read, info).await? {
+            return Ok(true);
+        }
+    }
+    let schema = rows.first().map(RecordBatch::schema).context("no alert rows")?;
+    let batch = arrow::compute::concat_batches(&schema, &rows)?;
+    lake.upsert(Table::Alerts, batch, "alert_id").await?;
+    Ok(false)
+}
+
+/// [`write_alerts`] of alerts given as rows of the `alerts` table, as a one-shot engine makes
+/// them ([`ztlake_detections::Engine::into_alert_rows`]). When none of them is stored yet (a
+/// first ingest) the rows are stored as they are, with a `raised` event each — no [`Alert`] is
+/// built; otherwise they are read back as alerts and merged like [`write_owned_alerts`].
+pub async fn write_alert_rows(lake: &Lake, rows: Vec<RecordBatch>) -> Result<AlertWrite> {
+    let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
+    if count == 0 {
+        return Ok(AlertWrite::default());
+    }
+    let started = std::time::Instant::now();
+    let mut ids: Vec<String> = Vec::with_capacity(count);
+    for batch in &rows {
+        let column = batch.column_by_name("alert_id").context("alert rows without alert_id")?;
+        ids.extend(column.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_owned()));
+    }
+    let read = lake.version(Table::Alerts).await?;
+    let distinct = ids.iter().collect::<HashSet<_>>().len() == ids.len();
+    let stored = stored_alerts(lake, &ids).await?;
+    if !stored.is_empty() || !distinct {
+        let mut alerts = Vec::with_capacity(count);
+        for batch in &rows {
+            alerts.extend(alerts_from_batch(batch)?);
+        }
+        return write_owned_alerts(lake, alerts).await;
+    }
+    let looked_up = started.elapsed();
+    let now = chrono::Utc::now().timestamp_micros();
+    let report = AlertWrite { new: count, ..AlertWrite::default() };
+    // As in `write_some`: the events are made and written meanwhile, committed after the alerts.
+    let events = {
+        let (rows, lake) = (rows.clone(), lake.clone());
+        tokio::spawn(async move {
+            let mut events = Vec::with_capacity(count);
+            for batch in &rows {
+                events.extend(AlertEvent::raised_rows(batch, now)?);
+            }
+            prepare_events(lake, events).await
+        })
+    };
+    let appended = store_rows(lake, rows, read, report.new, true).await;
+    let prepared = events.await.context("alert events")?;
+    let appended = appended?;
+    let events = commit_events(lake, prepared?).await?;
+    tracing::debug!(
+        alerts = report.new,
+        appended,
+        lookup_ms = looked_up.as_millis(),
+        total_ms = started.elapsed().as_millis(),
+        "alert rows written to the lake"
+    );
+    Ok(AlertWrite { events, ..report })
 }
 
 /// Record a lifecycle step (`acknowledged`, `resolved`, …) of a stored alert.
@@ -473,5 +534,41 @@ mod tests {
         let distinct: HashSet<&str> = listed.iter().map(|l| l.alert.alert_id.as_str()).collect();
         assert_eq!(listed.len(), alerts.len() + 10);
         assert_eq!(distinct.len(), listed.len(), "no alert stored twice");
+    }
+
+    /// Rows straight from an engine: stored as they are into a lake that lacks them (with the
+    /// events `write_alerts` would add), merged like alerts once any of them is stored.
+    #[tokio::test]
+    async fn alert_rows_are_stored_like_the_alerts_they_hold() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path().to_str().expect("utf8")).await.expect("lake");
+        let alerts: Vec<Alert> = (0..700).map(|i| alert(i, 1)).collect();
+        let rows = ztlake_detections::alerts_batch(&alerts).expect("rows");
+        // Two batches, as an engine makes them.
+        let halves = vec![rows.slice(0, 300), rows.slice(300, 400)];
+        let first = write_alert_rows(&lake, halves).await.expect("write rows");
+        assert_eq!((first.new, first.updated, first.unchanged, first.events), (700, 0, 0, 700));
+        let ids: Vec<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();
+        let stored = stored_alerts(&lake, &ids).await.expect("stored");
+        assert_eq!(stored.len(), 700);
+        for a in &alerts {
+            assert_eq!(&stored[&a.alert_id], a, "read back as written");
+        }
+        // The `raised` events are those of the alerts: written again, nothing is new.
+        let raised: Vec<AlertEvent> = alerts.iter().map(|a| AlertEvent::raised(a, 5)).collect();
+        assert_eq!(append_events(&lake, raised).await.expect("events"), 0);
+
+        let again = write_alert_rows(&lake, vec![rows]).await.expect("rewrite rows");
+        assert_eq!((again.new, again.updated, again.unchanged, again.events), (0, 0, 700, 0));
+        let mut changed = alerts[..10].to_vec();
+        changed[3] = alert(3, 6);
+        changed.push(alert(900, 1));
+        let rows = ztlake_detections::alerts_batch(&changed).expect("rows");
+        let third = write_alert_rows(&lake, vec![rows]).await.expect("merge rows");
+        assert_eq!((third.new, third.updated, third.unchanged, third.events), (1, 1, 9, 2));
+        let listed = list_alerts(&lake, &AlertFilter::default()).await.expect("list");
+        assert_eq!(listed.len(), 701, "an upsert: every id once");
+        let stored = stored_alerts(&lake, &[alerts[3].alert_id.clone()]).await.expect("stored");
+        assert_eq!(stored[&alerts[3].alert_id].count, 6);
     }
 }

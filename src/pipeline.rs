@@ -30,7 +30,7 @@ use ztlake_normalize::format::{
 use ztlake_normalize::{Counts, Output, Reason, Record, SourceInfo, Table};
 use ztlake_storage::{CommitOutcome, DataFile, Lake, TableWriter, Txn, WriterOptions};
 
-use crate::alerts::{AlertWrite, write_owned_alerts};
+use crate::alerts::{AlertWrite, write_alert_rows};
 
 /// Rows buffered per table before a batch goes to the writers.
 pub const BATCH_ROWS: usize = 64 * 1024;
@@ -309,9 +309,12 @@ pub async fn ingest(
     tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "detection flushed");
     // Alerts after the data: they point at committed events only.
     let detection = match (detected, &request.detect) {
-        (Some((alerts, stats)), Some(d)) => {
-            let count = alerts.len();
-            let written = write_owned_alerts(lake, alerts).await.context("writing alerts")?;
+        (Some((rows, spent, stats)), Some(d)) => {
+            let count = rows.iter().map(arrow::array::RecordBatch::num_rows).sum();
+            let written = write_alert_rows(lake, rows).await.context("writing alerts");
+            // Freed once the rows are written: freeing meanwhile slowed their encoding down.
+            spent.free_later();
+            let written = written?;
             tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "alerts written");
             Some(DetectionSummary {
                 rules: d.rules.streaming().len(),

@@ -278,17 +278,6 @@ fn ts(values: impl IntoIterator<Item = Option<i64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter(values).with_timezone(UTC))
 }
 
-fn text_list<'a>(rows: impl IntoIterator<Item = &'a [String]>) -> ArrayRef {
-    let mut b = ListBuilder::new(StringBuilder::new());
-    for row in rows {
-        for v in row {
-            b.values().append_value(v);
-        }
-        b.append(true);
-    }
-    Arc::new(b.finish())
-}
-
 /// Cast the column `name` of `batch` to `to` (lake reads may hand out other string types).
 fn col(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
     let c = batch
@@ -324,45 +313,182 @@ fn assemble(table: Table, arrays: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> 
 
 /// The rows of `alerts` in the `alerts` table's schema.
 pub fn alerts_batch(alerts: &[Alert]) -> Result<RecordBatch> {
-    // Borrowed text and JSON written into one reused buffer: no allocation per row.
-    let text = |f: &dyn Fn(&Alert) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(alerts.iter().map(f)))
-    };
-    let json = |f: &dyn Fn(&Alert, &mut Vec<u8>) -> serde_json::Result<()>, fallback| -> ArrayRef {
-        let mut b = StringBuilder::with_capacity(alerts.len(), alerts.len() * 64);
-        let mut buf = Vec::with_capacity(256);
-        for a in alerts {
-            buf.clear();
-            match f(a, &mut buf).ok().and_then(|()| std::str::from_utf8(&buf).ok()) {
-                Some(v) => b.append_value(v),
-                None => b.append_value(fallback),
-            }
+    let mut rows = AlertRows::with_capacity(alerts.len());
+    for a in alerts {
+        rows.push(&AlertRow::of(a));
+    }
+    rows.finish()
+}
+
+/// One alert's values, borrowed: what a row of the `alerts` table is made of. Built from an
+/// [`Alert`] ([`AlertRow::of`]) or straight from an engine's alert state (no [`Alert`] made).
+pub(crate) struct AlertRow<'a> {
+    pub(crate) alert_id: &'a str,
+    pub(crate) rule_id: &'a str,
+    pub(crate) title: &'a str,
+    pub(crate) severity: Severity,
+    pub(crate) provider: &'a str,
+    pub(crate) entity: &'a BTreeMap<String, Option<String>>,
+    pub(crate) dedupe_key: &'a [Option<String>],
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) count: i64,
+    pub(crate) runbook: &'a str,
+    pub(crate) evidence_uids: &'a [String],
+    pub(crate) evidence: EvidenceJson<'a>,
+    pub(crate) tags: &'a [String],
+    pub(crate) updated: i64,
+}
+
+impl<'a> AlertRow<'a> {
+    /// The row of `a`.
+    pub(crate) fn of(a: &'a Alert) -> AlertRow<'a> {
+        let windows = a
+            .evidence
+            .windows
+            .iter()
+            .map(|w| WindowJson { start: &w.start, count: w.count, summary: &w.summary })
+            .collect();
+        AlertRow {
+            alert_id: &a.alert_id,
+            rule_id: &a.rule_id,
+            title: &a.title,
+            severity: a.severity,
+            provider: &a.provider,
+            entity: &a.entity,
+            dedupe_key: &a.dedupe_key,
+            first_seen: a.first_seen,
+            last_seen: a.last_seen,
+            count: a.count,
+            runbook: &a.runbook,
+            evidence_uids: &a.evidence_uids,
+            evidence: EvidenceJson { aggregate: a.evidence.aggregate, windows },
+            tags: &a.tags,
+            updated: a.updated,
         }
-        Arc::new(b.finish())
-    };
-    let arrays: Vec<(&str, ArrayRef)> = vec![
-        ("time", ts(alerts.iter().map(|a| Some(a.first_seen)))),
-        ("provider", text(&|a| &a.provider)),
-        ("alert_id", text(&|a| &a.alert_id)),
-        ("rule_id", text(&|a| &a.rule_id)),
-        ("title", text(&|a| &a.title)),
-        ("severity", text(&|a| a.severity.as_str())),
-        ("entity", json(&|a, w| serde_json::to_writer(w, &a.entity), "{}")),
-        ("dedupe_key", json(&|a, w| serde_json::to_writer(w, &a.dedupe_key), "")),
-        ("first_seen", ts(alerts.iter().map(|a| Some(a.first_seen)))),
-        ("last_seen", ts(alerts.iter().map(|a| Some(a.last_seen)))),
-        ("count", Arc::new(Int64Array::from_iter_values(alerts.iter().map(|a| a.count)))),
-        ("runbook", text(&|a| &a.runbook)),
-        ("evidence_uids", text_list(alerts.iter().map(|a| a.evidence_uids.as_slice()))),
-        ("evidence", json(&|a, w| serde_json::to_writer(w, &a.evidence), "")),
-        ("tags", text_list(alerts.iter().map(|a| a.tags.as_slice()))),
-        ("updated", ts(alerts.iter().map(|a| Some(a.updated)))),
-        (
-            "date",
-            Arc::new(Date32Array::from_iter_values(alerts.iter().map(|a| day_of(a.first_seen)))),
-        ),
-    ];
-    assemble(Table::Alerts, arrays)
+    }
+}
+
+/// [`Evidence`] borrowed: serializes to the same JSON.
+#[derive(Serialize)]
+pub(crate) struct EvidenceJson<'a> {
+    pub(crate) aggregate: Aggregate,
+    pub(crate) windows: Vec<WindowJson<'a>>,
+}
+
+/// [`WindowEvidence`] borrowed: serializes to the same JSON.
+#[derive(Serialize)]
+pub(crate) struct WindowJson<'a> {
+    pub(crate) start: &'a str,
+    pub(crate) count: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) summary: &'a str,
+}
+
+/// The columns of the `alerts` table, filled one alert at a time: text and JSON are written
+/// into the column buffers (through one reused buffer), no allocation per row.
+pub(crate) struct AlertRows {
+    alert_id: StringBuilder,
+    rule_id: StringBuilder,
+    title: StringBuilder,
+    severity: StringBuilder,
+    provider: StringBuilder,
+    entity: StringBuilder,
+    dedupe_key: StringBuilder,
+    runbook: StringBuilder,
+    evidence: StringBuilder,
+    evidence_uids: ListBuilder<StringBuilder>,
+    tags: ListBuilder<StringBuilder>,
+    first_seen: Vec<i64>,
+    last_seen: Vec<i64>,
+    count: Vec<i64>,
+    updated: Vec<i64>,
+    buf: Vec<u8>,
+}
+
+impl AlertRows {
+    pub(crate) fn with_capacity(n: usize) -> AlertRows {
+        let text = |bytes: usize| StringBuilder::with_capacity(n, n * bytes);
+        AlertRows {
+            alert_id: text(16),
+            rule_id: text(32),
+            title: text(48),
+            severity: text(8),
+            provider: text(8),
+            entity: text(64),
+            dedupe_key: text(32),
+            runbook: text(32),
+            evidence: text(128),
+            evidence_uids: ListBuilder::new(StringBuilder::new()),
+            tags: ListBuilder::new(StringBuilder::new()),
+            first_seen: Vec::with_capacity(n),
+            last_seen: Vec::with_capacity(n),
+            count: Vec::with_capacity(n),
+            updated: Vec::with_capacity(n),
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    /// Append `row`.
+    pub(crate) fn push(&mut self, row: &AlertRow<'_>) {
+        self.alert_id.append_value(row.alert_id);
+        self.rule_id.append_value(row.rule_id);
+        self.title.append_value(row.title);
+        self.severity.append_value(row.severity.as_str());
+        self.provider.append_value(row.provider);
+        json(&mut self.entity, &mut self.buf, row.entity, "{}");
+        json(&mut self.dedupe_key, &mut self.buf, &row.dedupe_key, "");
+        self.runbook.append_value(row.runbook);
+        json(&mut self.evidence, &mut self.buf, &row.evidence, "");
+        for (list, values) in
+            [(&mut self.evidence_uids, row.evidence_uids), (&mut self.tags, row.tags)]
+        {
+            for v in values {
+                list.values().append_value(v);
+            }
+            list.append(true);
+        }
+        self.first_seen.push(row.first_seen);
+        self.last_seen.push(row.last_seen);
+        self.count.push(row.count);
+        self.updated.push(row.updated);
+    }
+
+    /// The rows, in the `alerts` table's schema.
+    pub(crate) fn finish(mut self) -> Result<RecordBatch> {
+        let micros = |v: &[i64]| ts(v.iter().copied().map(Some));
+        let date = Date32Array::from_iter_values(self.first_seen.iter().map(|&t| day_of(t)));
+        let arrays: Vec<(&str, ArrayRef)> = vec![
+            ("time", micros(&self.first_seen)),
+            ("provider", Arc::new(self.provider.finish())),
+            ("alert_id", Arc::new(self.alert_id.finish())),
+            ("rule_id", Arc::new(self.rule_id.finish())),
+            ("title", Arc::new(self.title.finish())),
+            ("severity", Arc::new(self.severity.finish())),
+            ("entity", Arc::new(self.entity.finish())),
+            ("dedupe_key", Arc::new(self.dedupe_key.finish())),
+            ("first_seen", micros(&self.first_seen)),
+            ("last_seen", micros(&self.last_seen)),
+            ("count", Arc::new(Int64Array::from(std::mem::take(&mut self.count)))),
+            ("runbook", Arc::new(self.runbook.finish())),
+            ("evidence_uids", Arc::new(self.evidence_uids.finish())),
+            ("evidence", Arc::new(self.evidence.finish())),
+            ("tags", Arc::new(self.tags.finish())),
+            ("updated", micros(&self.updated)),
+            ("date", Arc::new(date)),
+        ];
+        assemble(Table::Alerts, arrays)
+    }
+}
+
+/// Append `value` as JSON to `b` (`fallback` if it cannot be serialized).
+fn json(b: &mut StringBuilder, buf: &mut Vec<u8>, value: &impl Serialize, fallback: &str) {
+    buf.clear();
+    match serde_json::to_writer(&mut *buf, value).ok().and_then(|()| std::str::from_utf8(buf).ok())
+    {
+        Some(v) => b.append_value(v),
+        None => b.append_value(fallback),
+    }
 }
 
 /// Alerts read back from rows of the `alerts` table (any column order; string columns of any
@@ -485,8 +611,52 @@ impl AlertEvent {
         e
     }
 
+    /// The `raised` events of alerts given as rows of the `alerts` table (what
+    /// [`AlertEvent::raised`] makes of each row's alert).
+    ///
+    /// # Errors
+    /// The rows lack a column of the `alerts` table.
+    pub fn raised_rows(rows: &RecordBatch, now: i64) -> Result<Vec<AlertEvent>> {
+        let utf8 = DataType::Utf8;
+        let text = |n: &str| -> Result<StringArray> {
+            Ok(col(rows, n, &utf8)?.as_string::<i32>().clone())
+        };
+        let (ids, providers) = (text("alert_id")?, text("provider")?);
+        let (rules, severities) = (text("rule_id")?, text("severity")?);
+        fn value(a: &StringArray, i: usize) -> &str {
+            if a.is_null(i) { "" } else { a.value(i) }
+        }
+        Ok((0..rows.num_rows())
+            .map(|i| {
+                let alert = AlertKey {
+                    alert_id: value(&ids, i),
+                    provider: value(&providers, i),
+                    rule_id: value(&rules, i),
+                    severity: value(&severities, i),
+                };
+                AlertEvent::of_key(&alert, "raised", now, None, &[])
+            })
+            .collect())
+    }
+
     fn of(
         alert: &Alert,
+        event: &str,
+        now: i64,
+        detail: Option<String>,
+        state: &[i64],
+    ) -> AlertEvent {
+        let key = AlertKey {
+            alert_id: &alert.alert_id,
+            provider: &alert.provider,
+            rule_id: &alert.rule_id,
+            severity: alert.severity.as_str(),
+        };
+        AlertEvent::of_key(&key, event, now, detail, state)
+    }
+
+    fn of_key(
+        alert: &AlertKey<'_>,
         event: &str,
         now: i64,
         detail: Option<String>,
@@ -499,11 +669,11 @@ impl AlertEvent {
         }
         AlertEvent {
             time: now,
-            provider: alert.provider.clone(),
-            alert_id: alert.alert_id.clone(),
+            provider: alert.provider.to_owned(),
+            alert_id: alert.alert_id.to_owned(),
             event: event.to_owned(),
-            rule_id: Some(alert.rule_id.clone()),
-            severity: Some(alert.severity.to_string()),
+            rule_id: Some(alert.rule_id.to_owned()),
+            severity: Some(alert.severity.to_owned()),
             channel: None,
             target: None,
             actor: None,
@@ -511,6 +681,14 @@ impl AlertEvent {
             event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
         }
     }
+}
+
+/// What an event carries of its alert.
+struct AlertKey<'a> {
+    alert_id: &'a str,
+    provider: &'a str,
+    rule_id: &'a str,
+    severity: &'a str,
 }
 
 /// The rows of `events` in the `alert_events` table's schema.

@@ -4,7 +4,8 @@
 //! columns) and goes on parsing; the engine filters, windows and evaluates on its own thread,
 //! with its own single-threaded async runtime, so DataFusion work never starves the pipeline's
 //! I/O tasks. A full queue blocks the sender (backpressure, bounded memory). [`Background::finish`]
-//! flushes the engine and returns its alerts.
+//! flushes the engine and returns its alerts, as rows of the `alerts` table
+//! ([`Engine::into_alert_rows`]).
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -13,12 +14,12 @@ use std::thread::JoinHandle;
 use arrow::array::RecordBatch;
 use ztlake_normalize::schema::Table;
 
-use crate::alert::Alert;
+use crate::book::Spent;
 use crate::engine::{Engine, EngineStats};
 use crate::error::{Error, Result};
 
-/// What the engine thread returns.
-type Outcome = Result<(Vec<Alert>, EngineStats)>;
+/// What the engine thread returns: its alerts as rows of the `alerts` table, and its counters.
+type Outcome = Result<(Vec<RecordBatch>, Spent, EngineStats)>;
 
 /// A streaming engine running on its own thread. See the module docs.
 #[derive(Debug)]
@@ -66,7 +67,9 @@ impl Background {
         })
     }
 
-    /// Flush the engine (close every window) and return its alerts and counters.
+    /// Flush the engine (close every window) and return its alerts (rows of the `alerts`
+    /// table, sorted by `alert_id`), what is left of its alert states ([`Spent`]) and its
+    /// counters.
     ///
     /// # Errors
     /// The engine's first error.
@@ -94,12 +97,12 @@ fn run(mut engine: Engine, rx: &Receiver<(Table, RecordBatch)>) -> Outcome {
         let flushed = drained.elapsed();
         let now = chrono::Utc::now().timestamp_micros();
         let stats = engine.stats().clone();
-        let alerts = engine.into_alerts(now);
+        let (rows, spent) = engine.into_alert_rows(now)?;
         tracing::debug!(
             flush_ms = flushed.as_millis(),
-            alerts_ms = (drained.elapsed() - flushed).as_millis(),
-            "input drained: last windows closed, alerts built"
+            rows_ms = (drained.elapsed() - flushed).as_millis(),
+            "input drained: last windows closed, alert rows built"
         );
-        Ok((alerts, stats))
+        Ok((rows, spent, stats))
     })
 }

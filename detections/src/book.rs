@@ -14,11 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+
 use crate::alert::{
-    Aggregate, Alert, Evidence, MAX_EVIDENCE_UIDS, MAX_SUMMARIES, MAX_WINDOWS, WindowEvidence,
-    alert_id, provider_of, rfc3339,
+    Aggregate, Alert, AlertRow, AlertRows, Evidence, EvidenceJson, MAX_EVIDENCE_UIDS,
+    MAX_SUMMARIES, MAX_WINDOWS, WindowEvidence, WindowJson, alert_id, provider_of, rfc3339,
 };
 use crate::candidate::Candidate;
+use crate::error::Result;
 use crate::rule::{Mode, Rule};
 
 /// One window's contribution to an alert.
@@ -198,6 +201,15 @@ impl Folded {
         }
     }
 
+    /// The alert's count: its windows' counts aggregated.
+    fn count(&self, aggregate: Aggregate) -> i64 {
+        let counts = self.counts.iter().copied();
+        match aggregate {
+            Aggregate::Sum => counts.sum(),
+            Aggregate::Max => counts.max().unwrap_or(0),
+        }
+    }
+
     /// The alert of rule `rule` with these windows (window starts as text, shared through
     /// `memo`).
     fn into_alert(
@@ -209,6 +221,8 @@ impl Folded {
         tags: Vec<String>,
         memo: &mut Memo,
     ) -> Alert {
+        let aggregate = aggregate_of(rule);
+        let count = self.count(aggregate);
         let windows = self
             .windows
             .into_iter()
@@ -218,15 +232,6 @@ impl Folded {
                 summary,
             })
             .collect();
-        let aggregate = match rule.mode() {
-            Mode::Streaming => Aggregate::Sum,
-            Mode::Scheduled => Aggregate::Max,
-        };
-        let counts = self.counts.iter().copied();
-        let count = match aggregate {
-            Aggregate::Sum => counts.sum(),
-            Aggregate::Max => counts.max().unwrap_or(0),
-        };
         Alert {
             alert_id: id,
             rule_id: rule.id().to_owned(),
@@ -244,6 +249,14 @@ impl Folded {
             tags,
             updated: now,
         }
+    }
+}
+
+/// How the count of an alert of `rule` follows from its windows.
+fn aggregate_of(rule: &Rule) -> Aggregate {
+    match rule.mode() {
+        Mode::Streaming => Aggregate::Sum,
+        Mode::Scheduled => Aggregate::Max,
     }
 }
 
@@ -404,6 +417,103 @@ impl AlertBook {
     }
 }
 
+impl AlertBook {
+    /// The rows of [`AlertBook::into_alerts`] in the `alerts` table, made straight from the
+    /// states: no [`Alert`] is built (and freed) on the way — what a one-shot run writes to
+    /// the lake. Tens of thousands of alerts are made into two batches on two threads (the
+    /// halves in `alert_id` order); the states' memory is freed on another thread.
+    pub(crate) fn into_rows(self, now: i64) -> Result<(Vec<RecordBatch>, Spent)> {
+        let mut states: Vec<(String, AlertState)> = self.alerts.into_iter().collect();
+        states.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if states.len() < PARALLEL_ROWS {
+            let (rows, spent) = rows_of(states, now)?;
+            return Ok((vec![rows], spent));
+        }
+        let second = std::sync::Mutex::new(Some(states.split_off(states.len() / 2)));
+        let take = || second.lock().ok().and_then(|mut s| s.take()).unwrap_or_default();
+        std::thread::scope(|scope| {
+            let other = std::thread::Builder::new()
+                .name("ztlake-alert-rows".into())
+                .spawn_scoped(scope, || rows_of(take(), now));
+            let (first, mut spent) = rows_of(states, now)?;
+            let (rest, more) = match other.map(|h| h.join()) {
+                Ok(Ok(rest)) => rest?,
+                Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                // No thread to be had: the second half here.
+                Err(_) => rows_of(take(), now)?,
+            };
+            spent.0.extend(more.0);
+            Ok((vec![first, rest], spent))
+        })
+    }
+}
+
+/// What the alert states left behind once made into rows ([`crate::Engine::into_alert_rows`]):
+/// tens of thousands of small allocations, whose freeing would compete with writing the rows.
+/// Dropped, they are freed there and then; [`Spent::free_later`] frees them on a thread of
+/// their own.
+#[derive(Debug, Default)]
+pub struct Spent(Vec<(String, Vec<Option<String>>, Folded)>);
+
+impl Spent {
+    /// Free them on another thread (here if no thread can be started).
+    pub fn free_later(self) {
+        let _ = std::thread::Builder::new().name("ztlake-free".into()).spawn(move || drop(self));
+    }
+}
+
+/// Fewer alerts than this are made into rows on one thread.
+const PARALLEL_ROWS: usize = 4096;
+
+/// The rows of `states` (see [`AlertBook::into_rows`]).
+fn rows_of(states: Vec<(String, AlertState)>, now: i64) -> Result<(RecordBatch, Spent)> {
+    let mut rows = AlertRows::with_capacity(states.len());
+    let mut memo = Memo::default();
+    let mut spent = Vec::with_capacity(states.len());
+    for (id, state) in states {
+        let AlertState { rule, key, folded, contributions, .. } = state;
+        let mut folded = folded.map_or_else(Folded::new, |f| *f);
+        for (w, c) in contributions {
+            folded.add(w, c);
+        }
+        let tags =
+            memo.tags.entry(Arc::as_ptr(&rule) as usize).or_insert_with(|| rule.alert_tags());
+        for &(start, _, _) in &folded.windows {
+            memo.starts.entry(start).or_insert_with(|| rfc3339(start));
+        }
+        let windows = folded
+            .windows
+            .iter()
+            .map(|(start, count, summary)| WindowJson {
+                start: memo.starts.get(start).map_or("", String::as_str),
+                count: *count,
+                summary,
+            })
+            .collect();
+        let aggregate = aggregate_of(&rule);
+        let provider = provider_of(&folded.providers);
+        rows.push(&AlertRow {
+            alert_id: &id,
+            rule_id: rule.id(),
+            title: &rule.spec.title,
+            severity: rule.spec.severity,
+            provider: &provider,
+            entity: &folded.entity,
+            dedupe_key: &key,
+            first_seen: folded.first_seen,
+            last_seen: folded.last_seen,
+            count: folded.count(aggregate),
+            runbook: &rule.spec.runbook,
+            evidence_uids: &folded.uids,
+            evidence: EvidenceJson { aggregate, windows },
+            tags,
+            updated: now,
+        });
+        spent.push((id, key, folded));
+    }
+    Ok((rows.finish()?, Spent(spent)))
+}
+
 impl AlertState {
     fn alert(&self, id: &str, now: i64) -> Alert {
         let mut folded = self.folded.as_deref().cloned().unwrap_or_else(Folded::new);
@@ -494,9 +604,9 @@ mod tests {
     async fn consumed_and_borrowed_books_give_the_same_alerts() {
         let rule = rule().await;
         let minute = 60_000_000i64;
-        let mut book = AlertBook::default();
+        let (mut book, mut rows_book) = (AlertBook::default(), AlertBook::default());
         for window in 0..4i64 {
-            let candidates = (0..4596)
+            let candidates: Vec<_> = (0..4596)
                 .map(|host| {
                     let dst = format!("10.0.{}.{}", host / 250, host % 250);
                     let first_seen = window * 10 * minute + i64::try_from(host % 7).unwrap_or(0);
@@ -514,9 +624,16 @@ mod tests {
                     (c, BTreeSet::from(["aws".to_owned()]))
                 })
                 .collect();
+            rows_book.apply(0, &rule, window * 10 * minute, candidates.clone());
             book.apply(0, &rule, window * 10 * minute, candidates);
         }
         let borrowed = book.alerts(7);
+        // More alerts than one thread makes rows of: two batches, in id order.
+        let (rows, _) = rows_book.into_rows(7).expect("rows");
+        assert_eq!(rows.len(), 2, "two halves");
+        let schema = rows[0].schema();
+        let rows = arrow::compute::concat_batches(&schema, &rows).expect("concat");
+        assert_eq!(rows, crate::alert::alerts_batch(&borrowed).expect("rows of the alerts"));
         assert_eq!(borrowed.len(), 4596);
         assert!(borrowed.windows(2).all(|w| w[0].alert_id < w[1].alert_id), "sorted by id");
         assert!(borrowed.iter().all(|a| a.evidence_uids.len() == MAX_EVIDENCE_UIDS));
@@ -551,6 +668,7 @@ mod tests {
                         entity: BTreeMap::from([
                             ("dst_ip".to_owned(), Some(dst.clone())),
                             ("w".to_owned(), Some(window.to_string())),
+                            ("missing".to_owned(), None),
                         ]),
                         key: vec![Some(dst)],
                         first_seen,
@@ -564,14 +682,16 @@ mod tests {
                 })
                 .collect()
         };
-        let mut kept = AlertBook::default();
-        let mut folded = AlertBook::default();
+        let (mut kept, mut kept_rows) = (AlertBook::default(), AlertBook::default());
+        let (mut folded, mut folded_rows) = (AlertBook::default(), AlertBook::default());
         for window in 0..windows {
             kept.apply(0, &rule, window * 10 * minute, candidates(window));
+            kept_rows.apply(0, &rule, window * 10 * minute, candidates(window));
         }
         let scrambled = (0..windows).map(|i| (i * 7) % windows);
         for window in scrambled {
             folded.fold(&rule, window * 10 * minute, candidates(window));
+            folded_rows.fold(&rule, window * 10 * minute, candidates(window));
         }
         let expected = kept.into_alerts(9);
         assert_eq!(expected.len(), 30);
@@ -582,6 +702,22 @@ mod tests {
         );
         assert_eq!(folded.alerts(9), expected, "borrowed");
         assert_eq!(folded.into_alerts(9), expected, "consumed");
+        // The rows made straight from either book are the rows of their alerts.
+        let rows = crate::alert::alerts_batch(&expected).expect("rows of the alerts");
+        assert!(expected.iter().any(|a| a.provider == "multi") && rows.num_rows() == 30);
+        assert_eq!(
+            kept_rows.into_rows(9).expect("rows of kept windows").0,
+            std::slice::from_ref(&rows)
+        );
+        assert_eq!(
+            folded_rows.into_rows(9).expect("rows of folded").0,
+            std::slice::from_ref(&rows)
+        );
+        assert_eq!(
+            crate::alert::alerts_from_batch(&rows).expect("read back"),
+            expected,
+            "the rows read back as the alerts"
+        );
     }
 
     /// A polled book reports what its windows touched since the last poll: every alert first,

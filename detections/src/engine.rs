@@ -34,7 +34,7 @@ use datafusion::physical_plan::execution_plan::reset_plan_states;
 use ztlake_normalize::schema::Table;
 
 use crate::alert::Alert;
-use crate::book::AlertBook;
+use crate::book::{AlertBook, Spent};
 use crate::candidate::{self, Candidate};
 use crate::compile::{Compiled, compile};
 use crate::error::{Error, Result};
@@ -902,6 +902,17 @@ impl Engine {
     /// [`Engine::alerts`] at the end of a run: the engine's state moves into the alerts.
     pub fn into_alerts(self, now: i64) -> Vec<Alert> {
         self.book.into_alerts(now)
+    }
+
+    /// [`Engine::into_alerts`] as rows of the `alerts` table ([`crate::alerts_batch`] of the
+    /// alerts, in one or more batches), made without building the alerts: what a one-shot run
+    /// writes to the lake. What is left of the engine's alert states comes along, to be freed
+    /// when it does not slow the write of the rows down ([`Spent::free_later`]).
+    ///
+    /// # Errors
+    /// The rows do not fit the table's schema (a bug).
+    pub fn into_alert_rows(self, now: i64) -> Result<(Vec<RecordBatch>, Spent)> {
+        self.book.into_rows(now)
     }
 }
 

@@ -56,6 +56,7 @@ mod window_table;
 pub use alert::{Alert, AlertEvent, alert_id, alerts_batch, alerts_from_batch, events_batch};
 pub use backfill::{BackfillOptions, BackfillReport, backfill};
 pub use background::Background;
+pub use book::Spent;
 pub use candidate::{MAX_VALUE_LEN, cap};
 pub use compile::Retain;
 pub use engine::{ChangedAlerts, Clock, Engine, EngineOptions, EngineStats};
