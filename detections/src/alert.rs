@@ -12,6 +12,7 @@
 //! data changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -611,52 +612,46 @@ impl AlertEvent {
         e
     }
 
-    /// The `raised` events of alerts given as rows of the `alerts` table (what
-    /// [`AlertEvent::raised`] makes of each row's alert).
+    /// The `raised` events of alerts given as rows of the `alerts` table, as rows of the
+    /// `alert_events` table: [`events_batch`] of [`AlertEvent::raised`] of each row's alert,
+    /// made column by column — the alert's columns are shared, only the event ids are computed.
     ///
     /// # Errors
     /// The rows lack a column of the `alerts` table.
-    pub fn raised_rows(rows: &RecordBatch, now: i64) -> Result<Vec<AlertEvent>> {
+    pub fn raised_rows(rows: &RecordBatch, now: i64) -> Result<RecordBatch> {
+        let n = rows.num_rows();
         let utf8 = DataType::Utf8;
-        let text = |n: &str| -> Result<StringArray> {
-            Ok(col(rows, n, &utf8)?.as_string::<i32>().clone())
-        };
-        let (ids, providers) = (text("alert_id")?, text("provider")?);
-        let (rules, severities) = (text("rule_id")?, text("severity")?);
-        fn value(a: &StringArray, i: usize) -> &str {
-            if a.is_null(i) { "" } else { a.value(i) }
+        let ids = col(rows, "alert_id", &utf8)?;
+        let mut event_ids = StringBuilder::with_capacity(n, n * 16);
+        let mut bytes = Vec::with_capacity(32);
+        for id in ids.as_string::<i32>().iter() {
+            bytes.clear();
+            bytes.extend_from_slice(id.unwrap_or_default().as_bytes());
+            bytes.extend_from_slice(b"\x1fraised");
+            // Written into the column's buffer, then closed as the row's value.
+            let _ = write!(event_ids, "{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            event_ids.append_value("");
         }
-        Ok((0..rows.num_rows())
-            .map(|i| {
-                let alert = AlertKey {
-                    alert_id: value(&ids, i),
-                    provider: value(&providers, i),
-                    rule_id: value(&rules, i),
-                    severity: value(&severities, i),
-                };
-                AlertEvent::of_key(&alert, "raised", now, None, &[])
-            })
-            .collect())
+        let none: ArrayRef = arrow::array::new_null_array(&utf8, n);
+        let arrays: Vec<(&str, ArrayRef)> = vec![
+            ("time", ts(std::iter::repeat_n(Some(now), n))),
+            ("provider", col(rows, "provider", &utf8)?),
+            ("alert_id", ids),
+            ("event", Arc::new(StringArray::from_iter_values(std::iter::repeat_n("raised", n)))),
+            ("rule_id", col(rows, "rule_id", &utf8)?),
+            ("severity", col(rows, "severity", &utf8)?),
+            ("channel", none.clone()),
+            ("target", none.clone()),
+            ("actor", none.clone()),
+            ("detail", none),
+            ("event_id", Arc::new(event_ids.finish())),
+            ("date", Arc::new(Date32Array::from_iter_values(std::iter::repeat_n(day_of(now), n)))),
+        ];
+        assemble(Table::AlertEvents, arrays)
     }
 
     fn of(
         alert: &Alert,
-        event: &str,
-        now: i64,
-        detail: Option<String>,
-        state: &[i64],
-    ) -> AlertEvent {
-        let key = AlertKey {
-            alert_id: &alert.alert_id,
-            provider: &alert.provider,
-            rule_id: &alert.rule_id,
-            severity: alert.severity.as_str(),
-        };
-        AlertEvent::of_key(&key, event, now, detail, state)
-    }
-
-    fn of_key(
-        alert: &AlertKey<'_>,
         event: &str,
         now: i64,
         detail: Option<String>,
@@ -669,11 +664,11 @@ impl AlertEvent {
         }
         AlertEvent {
             time: now,
-            provider: alert.provider.to_owned(),
-            alert_id: alert.alert_id.to_owned(),
+            provider: alert.provider.clone(),
+            alert_id: alert.alert_id.clone(),
             event: event.to_owned(),
-            rule_id: Some(alert.rule_id.to_owned()),
-            severity: Some(alert.severity.to_owned()),
+            rule_id: Some(alert.rule_id.clone()),
+            severity: Some(alert.severity.to_string()),
             channel: None,
             target: None,
             actor: None,
@@ -681,14 +676,6 @@ impl AlertEvent {
             event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
         }
     }
-}
-
-/// What an event carries of its alert.
-struct AlertKey<'a> {
-    alert_id: &'a str,
-    provider: &'a str,
-    rule_id: &'a str,
-    severity: &'a str,
 }
 
 /// The rows of `events` in the `alert_events` table's schema.
