@@ -9,8 +9,6 @@
 //! `topic/partition@offset#n`). Objects are files: one record per line, as `ztlake ingest`
 //! reads them.
 
-use std::collections::HashMap;
-
 use anyhow::{Context as _, Result};
 use arrow::array::RecordBatch;
 use ztlake_ingest::kafka::KafkaMessage;
@@ -40,7 +38,9 @@ pub(crate) struct Parsed {
 /// The parse state of one source loop: the Output and one parser per source key.
 pub(crate) struct Normalizer {
     output: Output,
-    parsers: HashMap<String, Box<dyn Parser>>,
+    /// By source key (looked up per message: a fast hasher; the keys are sources, not message
+    /// content).
+    parsers: foldhash::HashMap<String, Box<dyn Parser>>,
     parse: ParseOptions,
     read: ReadOptions,
 }
@@ -55,7 +55,7 @@ impl Normalizer {
     pub(crate) fn new(read: ReadOptions) -> Self {
         Self {
             output: Output::new(BATCH_ROWS, chrono::Utc::now().timestamp_micros()),
-            parsers: HashMap::new(),
+            parsers: foldhash::HashMap::default(),
             parse: ParseOptions::default(),
             read,
         }
@@ -93,7 +93,7 @@ impl Normalizer {
         let json_limit = self.read.max_line_len.max(self.read.max_json_len);
         // The common case, one plain record per message, needs no reader.
         let single = !compressed(payload)
-            && payload.iter().position(|&b| b == b'\n').is_none_or(|i| i + 1 == payload.len());
+            && memchr::memchr(b'\n', payload).is_none_or(|i| i + 1 == payload.len());
         if !self.parsers.contains_key(key) {
             let p = parser_for(format, &self.parse).with_context(|| format!("format {format}"))?;
             self.parsers.insert(key.to_owned(), p);

@@ -236,8 +236,9 @@ struct Counters {
 struct Building {
     batch: MessageBatch,
     started: Option<Instant>,
-    /// Last offset taken per partition, to drop redeliveries.
-    last: HashMap<PartitionId, i64>,
+    /// Last offset taken per partition, to drop redeliveries (looked up per message: a fast
+    /// hasher; the keys are assigned partitions, not message content).
+    last: foldhash::HashMap<PartitionId, i64>,
 }
 
 /// State shared by the poll thread (and its rebalance callbacks) and the owner's handle.
