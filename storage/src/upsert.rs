@@ -15,7 +15,9 @@ use ztlake_normalize::schema::Table;
 
 use crate::error::{Error, Result};
 use crate::lake::Lake;
+use crate::layout::writer_properties;
 use crate::partition::check_schema;
+use crate::writer::default_zstd_level;
 
 /// What [`Lake::upsert`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,6 +55,9 @@ impl Lake {
                 return Err(bad(format!("key {:?} appears twice in one upsert", keys.value(i))));
             }
         }
+        // The merge writes its files with the lake's layout (zstd, the per-column dictionary and
+        // statistics choices), as every other writer does, not with deltalake's defaults.
+        let properties = writer_properties(t, default_zstd_level())?;
         let table = self.table(t).await?;
         let ctx = SessionContext::new();
         let df_err = |e| Error::DataFusion {
@@ -67,6 +72,7 @@ impl Lake {
             .merge(source, predicate)
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_writer_properties(properties)
             .when_matched_update(|u| {
                 names.iter().fold(u, |u, n| u.update(n.as_str(), col(format!("source.{n}"))))
             })

@@ -2,13 +2,16 @@
 
 use ztlake_normalize::schema::Table;
 
-use super::{pretty, query, temp_lake};
+use parquet::basic::Compression;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::{parquet_files, pretty, query, temp_lake};
 use crate::test_util::{noon, table_batch};
 use crate::{Error, UpsertOutcome};
 
 #[tokio::test]
 async fn rows_are_replaced_by_key_and_may_change_partition() {
-    let (_dir, lake, _) = temp_lake().await;
+    let (_dir, lake, root) = temp_lake().await;
     let first = table_batch(
         Table::Alerts,
         &[("aws", "2024-05-01", noon("2024-05-01")), ("gcp", "2024-05-02", noon("2024-05-02"))],
@@ -50,6 +53,19 @@ async fn rows_are_replaced_by_key_and_may_change_partition() {
         &query(&lake, "SELECT count(*) AS n, count(DISTINCT alert_id) AS k FROM alerts").await,
     );
     assert!(rows.contains("| 3 | 3 |"), "{rows}");
+    // The merge's files have the lake's layout, as the writer's do.
+    let files = parquet_files(&root.join("alerts"));
+    assert!(!files.is_empty());
+    for file in files {
+        let open = std::fs::File::open(root.join("alerts").join(&file)).expect("open");
+        let reader = SerializedFileReader::new(open).expect("parquet");
+        let meta = reader.metadata();
+        let columns = meta.row_groups().iter().flat_map(|rg| rg.columns());
+        assert!(
+            columns.into_iter().all(|c| matches!(c.compression(), Compression::ZSTD(_))),
+            "{file}"
+        );
+    }
 }
 
 #[tokio::test]
