@@ -20,7 +20,7 @@ use ztlake_runbooks::{
 };
 use ztlake_storage::Lake;
 
-use crate::alerts::{AlertFilter, append_events, list_alerts, stored_alerts};
+use crate::alerts::{AlertFilter, alerts_updated_since, append_events, list_alerts, stored_alerts};
 
 /// The outbox used when `oncall.outbox` is not configured: `<lake>/outbox` for a local lake,
 /// `./ztlake-outbox` for a lake on object storage.
@@ -211,12 +211,7 @@ pub async fn deliver_since(
     since: i64,
 ) -> Result<Delivery> {
     let d = dispatcher(lake, config, catalog(runbooks))?;
-    let changed: Vec<Alert> = list_alerts(lake, &AlertFilter::default())
-        .await?
-        .into_iter()
-        .filter(|l| l.alert.updated >= since)
-        .map(|l| l.alert)
-        .collect();
+    let changed = alerts_updated_since(lake, since).await?;
     deliver(&d, &changed).await
 }
 
