@@ -681,19 +681,32 @@ impl Drop for KafkaSource {
 }
 
 /// The poll thread: poll, build batches, hand them out; rebalance callbacks run inside `poll`.
+/// The partition the poll thread is reading a run of (see [`poll_loop`]).
+struct Current {
+    id: PartitionId,
+    /// Its topic, interned.
+    topic: Arc<str>,
+    /// [`OffsetTracker::lake_floor`] of it, read when the tracker's `changes` count was `seen`.
+    floor: Option<i64>,
+    seen: u64,
+}
+
 fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
-    // The partition of the last message and its interned topic: messages come in runs of one
-    // partition, so neither is rebuilt per message.
-    let mut current: Option<(PartitionId, Arc<str>)> = None;
+    // The partition of the last message, its interned topic and what the lake held of it (as
+    // of the tracker's `changes` count): messages come in runs of one partition, so none of
+    // them is looked up per message.
+    let mut current: Option<Current> = None;
+    let changes = lock(&shared.tracker).changes();
     while !shared.stop.load(Ordering::Acquire) {
         let ready = match consumer.poll(shared.config.poll_timeout) {
             None => !lock(&shared.building).batch.is_empty(),
             Some(Ok(m)) => {
-                let same = current
-                    .as_ref()
-                    .is_some_and(|(id, _)| id.partition == m.partition() && id.topic == m.topic());
-                let (id, topic) = match &current {
+                let seen = changes.load(Ordering::Acquire);
+                let same = current.as_ref().is_some_and(|c| {
+                    c.id.partition == m.partition() && c.id.topic == m.topic() && c.seen == seen
+                });
+                let Current { id, topic, floor, .. } = match &mut current {
                     Some(c) if same => c,
                     _ => {
                         let topic = match topics.get(m.topic()) {
@@ -704,10 +717,12 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
                                 t
                             }
                         };
-                        current.insert((PartitionId::new(m.topic(), m.partition()), topic))
+                        let id = PartitionId::new(m.topic(), m.partition());
+                        let floor = lock(&shared.tracker).lake_floor(&id);
+                        current.insert(Current { id, topic, floor, seen })
                     }
                 };
-                if lock(&shared.tracker).is_in_lake(id, m.offset()) {
+                if floor.is_some_and(|version| m.offset() <= version) {
                     shared.counters.skipped_in_lake.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -110,6 +112,8 @@ struct Partition {
 #[derive(Debug, Clone, Default)]
 pub struct OffsetTracker {
     partitions: BTreeMap<PartitionId, Partition>,
+    /// Bumped by every assignment and revocation (see [`OffsetTracker::changes`]).
+    changes: Arc<AtomicU64>,
 }
 
 impl OffsetTracker {
@@ -122,6 +126,7 @@ impl OffsetTracker {
     /// already holds for it (its `txn` version), if any: those offsets are durable and skipped.
     /// Re-assigning a tracked partition starts it afresh.
     pub fn assign(&mut self, partition: PartitionId, lake_version: Option<i64>) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.partitions.insert(
             partition,
             Partition {
@@ -135,7 +140,21 @@ impl OffsetTracker {
 
     /// Stop tracking `partition` (on revocation); handed-out spans not yet durable are forgotten.
     pub fn revoke(&mut self, partition: &PartitionId) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
         self.partitions.remove(partition);
+    }
+
+    /// A counter bumped by every [`OffsetTracker::assign`] and [`OffsetTracker::revoke`]
+    /// (shared by clones): a [`OffsetTracker::lake_floor`] read while it had some value stays
+    /// true until it changes, so a reader of many messages of one partition can skip the lock.
+    pub fn changes(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.changes)
+    }
+
+    /// The highest offset of `partition` the lake held when it was assigned (messages at or
+    /// below it are skipped); `None` when unknown or not assigned.
+    pub fn lake_floor(&self, partition: &PartitionId) -> Option<i64> {
+        self.partitions.get(partition).and_then(|p| p.lake_version)
     }
 
     /// Whether `partition` is tracked (assigned to this consumer).
@@ -151,10 +170,7 @@ impl OffsetTracker {
     /// Whether a message at `offset` of `partition` is already in the lake (at or below the lake
     /// version found on assignment) and must be skipped.
     pub fn is_in_lake(&self, partition: &PartitionId, offset: i64) -> bool {
-        self.partitions
-            .get(partition)
-            .and_then(|p| p.lake_version)
-            .is_some_and(|version| offset <= version)
+        self.lake_floor(partition).is_some_and(|version| offset <= version)
     }
 
     /// Record that `first..=last` of `partition` was handed to the owner.
@@ -339,9 +355,19 @@ mod tests {
     #[test]
     fn lake_version_is_the_base_and_is_skipped() {
         let mut t = OffsetTracker::new();
+        let changes = t.changes();
         t.assign(tp(0), Some(41));
         assert!(t.is_in_lake(&tp(0), 41));
         assert!(!t.is_in_lake(&tp(0), 42));
+        assert_eq!((t.lake_floor(&tp(0)), t.lake_floor(&tp(1))), (Some(41), None));
+        // A floor read stays true while the count stands; each (re)assignment or revocation
+        // moves it.
+        let seen = changes.load(Ordering::Acquire);
+        t.assign(tp(1), None);
+        assert_ne!(changes.load(Ordering::Acquire), seen, "assign counts");
+        let seen = changes.load(Ordering::Acquire);
+        t.revoke(&tp(1));
+        assert_ne!(changes.load(Ordering::Acquire), seen, "revoke counts");
         // Kafka's committed offset may lag the lake: committing 42 catches it up.
         assert_eq!(t.to_commit(&tp(0)), Some(42));
         assert!(t.hand_out(&tp(0), 30, 45).is_err(), "span inside the lake");
