@@ -625,11 +625,9 @@ impl AlertEvent {
         let mut event_ids = StringBuilder::with_capacity(n, n * 16);
         let mut bytes = Vec::with_capacity(32);
         for id in ids.as_string::<i32>().iter() {
-            bytes.clear();
-            bytes.extend_from_slice(id.unwrap_or_default().as_bytes());
-            bytes.extend_from_slice(b"\x1fraised");
+            let hash = event_hash(&mut bytes, id.unwrap_or_default(), "raised", &[]);
             // Written into the column's buffer, then closed as the row's value.
-            let _ = write!(event_ids, "{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            let _ = write!(event_ids, "{hash:016x}");
             event_ids.append_value("");
         }
         let none: ArrayRef = arrow::array::new_null_array(&utf8, n);
@@ -657,11 +655,7 @@ impl AlertEvent {
         detail: Option<String>,
         state: &[i64],
     ) -> AlertEvent {
-        let mut bytes = format!("{}\x1f{event}", alert.alert_id).into_bytes();
-        for v in state {
-            bytes.push(0x1f);
-            bytes.extend_from_slice(v.to_string().as_bytes());
-        }
+        let hash = event_hash(&mut Vec::new(), &alert.alert_id, event, state);
         AlertEvent {
             time: now,
             provider: alert.provider.clone(),
@@ -673,9 +667,23 @@ impl AlertEvent {
             target: None,
             actor: None,
             detail,
-            event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+            event_id: format!("{hash:016x}"),
         }
     }
+}
+
+/// The hash behind an `event_id` (16 hex digits of it): xxh3 of the alert id, then `0x1F` and
+/// the step's name, then `0x1F` and each `state` value in decimal. `bytes` is scratch space.
+fn event_hash(bytes: &mut Vec<u8>, alert_id: &str, event: &str, state: &[i64]) -> u64 {
+    bytes.clear();
+    bytes.extend_from_slice(alert_id.as_bytes());
+    bytes.push(0x1f);
+    bytes.extend_from_slice(event.as_bytes());
+    for v in state {
+        bytes.push(0x1f);
+        bytes.extend_from_slice(v.to_string().as_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 /// The rows of `events` in the `alert_events` table's schema.

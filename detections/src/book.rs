@@ -227,7 +227,7 @@ impl Folded {
             .windows
             .into_iter()
             .map(|(start, count, summary)| WindowEvidence {
-                start: memo.starts.entry(start).or_insert_with(|| rfc3339(start)).clone(),
+                start: memo.start(start).clone(),
                 count,
                 summary,
             })
@@ -471,16 +471,11 @@ fn rows_of(states: Vec<(String, AlertState)>, now: i64) -> Result<(RecordBatch, 
     let mut memo = Memo::default();
     let mut spent = Vec::with_capacity(states.len());
     for (id, state) in states {
-        let AlertState { rule, key, folded, contributions, .. } = state;
-        let mut folded = folded.map_or_else(Folded::new, |f| *f);
-        for (w, c) in contributions {
-            folded.add(w, c);
-        }
-        let tags =
-            memo.tags.entry(Arc::as_ptr(&rule) as usize).or_insert_with(|| rule.alert_tags());
+        let (rule, key, folded) = state.into_folded();
         for &(start, _, _) in &folded.windows {
-            memo.starts.entry(start).or_insert_with(|| rfc3339(start));
+            memo.start(start);
         }
+        let tags = memo.tags.of(&rule);
         let windows = folded
             .windows
             .iter()
@@ -527,16 +522,18 @@ impl AlertState {
     /// [`AlertState::alert`], moving this state's values into the alert (`memo` keeps what
     /// many alerts share).
     fn into_alert(self, id: String, now: i64, memo: &mut Memo) -> Alert {
-        let tags = memo
-            .tags
-            .entry(Arc::as_ptr(&self.rule) as usize)
-            .or_insert_with(|| self.rule.alert_tags())
-            .clone();
+        let (rule, key, folded) = self.into_folded();
+        let tags = memo.tags.of(&rule).clone();
+        folded.into_alert(&rule, id, key, now, tags, memo)
+    }
+
+    /// Its rule, dedupe key and every window folded into one.
+    fn into_folded(self) -> (Arc<Rule>, Vec<Option<String>>, Folded) {
         let mut folded = self.folded.map_or_else(Folded::new, |f| *f);
         for (w, c) in self.contributions {
             folded.add(w, c);
         }
-        folded.into_alert(&self.rule, id, self.key, now, tags, memo)
+        (self.rule, self.key, folded)
     }
 }
 
@@ -544,9 +541,26 @@ impl AlertState {
 #[derive(Default)]
 struct Memo {
     starts: HashMap<i64, String>,
-    /// By the rule's address: no rule is allocated while a book turns into alerts, so an
-    /// address names one rule.
-    tags: HashMap<usize, Vec<String>>,
+    tags: RuleTags,
+}
+
+impl Memo {
+    /// The text of window start `start`.
+    fn start(&mut self, start: i64) -> &String {
+        self.starts.entry(start).or_insert_with(|| rfc3339(start))
+    }
+}
+
+/// Each rule's alert tags, by the rule's address: no rule is allocated while a book turns into
+/// alerts, so an address names one rule.
+#[derive(Default)]
+struct RuleTags(HashMap<usize, Vec<String>>);
+
+impl RuleTags {
+    /// The alert tags of `rule`.
+    fn of(&mut self, rule: &Arc<Rule>) -> &Vec<String> {
+        self.0.entry(Arc::as_ptr(rule) as usize).or_insert_with(|| rule.alert_tags())
+    }
 }
 
 #[cfg(test)]
