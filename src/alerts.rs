@@ -105,9 +105,7 @@ async fn prepare_events(lake: Lake, events: Vec<AlertEvent>) -> Result<Vec<DataF
 /// [`prepare_events`] of events given as rows of the `alert_events` table, their `event_id`s
 /// distinct.
 async fn prepare_event_rows(lake: Lake, rows: RecordBatch) -> Result<Vec<DataFile>> {
-    let column = rows.column_by_name("event_id").context("event rows without event_id")?;
-    let ids: Vec<String> =
-        column.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_owned()).collect();
+    let ids = column_texts(std::slice::from_ref(&rows), "event_id")?;
     let ctx = session(&lake).await?;
     let mut stored = HashSet::new();
     for batch in rows_with(&ctx, Table::AlertEvents, "event_id", &ids).await? {
@@ -127,6 +125,17 @@ async fn prepare_event_rows(lake: Lake, rows: RecordBatch) -> Result<Vec<DataFil
         return Ok(Vec::new());
     }
     write_files(&lake, Table::AlertEvents, vec![fresh], 1).await
+}
+
+/// The values of text column `name` of `batches`, in order (NULL as empty text).
+fn column_texts(batches: &[RecordBatch], name: &str) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in batches {
+        let column = batch.column_by_name(name).with_context(|| format!("rows without {name}"))?;
+        let text = column.as_string_opt::<i32>().with_context(|| format!("{name} is not text"))?;
+        out.extend(text.iter().map(|v| v.unwrap_or_default().to_owned()));
+    }
+    Ok(out)
 }
 
 /// The rows of `alerts` in the `alerts` table's schema: tens of thousands of alerts (their
@@ -199,18 +208,48 @@ pub async fn write_owned_alerts(lake: &Lake, alerts: Vec<Alert>) -> Result<Alert
 }
 
 async fn write_some(lake: &Lake, alerts: Vec<Cow<'_, Alert>>) -> Result<AlertWrite> {
-    let mut report = AlertWrite::default();
     if alerts.is_empty() {
-        return Ok(report);
+        return Ok(AlertWrite::default());
     }
     let started = std::time::Instant::now();
     let ids: Vec<String> = alerts.iter().map(|a| a.alert_id.clone()).collect();
-    // The version the lookup sees (at least): new alerts are appended only if it still is the
-    // latest when they are committed.
+    let lookup = look_up(lake, &ids, started).await?;
+    merge_and_store(lake, alerts, lookup).await
+}
+
+/// What the lake holds of alerts about to be written.
+struct Lookup {
+    /// The version the lookup sees (at least): new alerts are appended only if it still is the
+    /// latest when they are committed.
+    read: i64,
+    /// Whether the alerts' ids are distinct.
+    distinct: bool,
+    /// The stored alerts with those ids.
+    stored: HashMap<String, Alert>,
+    /// When the write started, and how long the lookup took.
+    started: std::time::Instant,
+    took: std::time::Duration,
+}
+
+/// Look up the stored alerts with these `ids`, for a write that started at `started`.
+async fn look_up(lake: &Lake, ids: &[String], started: std::time::Instant) -> Result<Lookup> {
     let read = lake.version(Table::Alerts).await?;
-    let distinct = ids.iter().collect::<HashSet<_>>().len() == ids.len();
-    let stored = stored_alerts(lake, &ids).await?;
-    let looked_up = started.elapsed();
+    // An engine's rows come sorted by id: strictly increasing ids are distinct.
+    let distinct = ids.windows(2).all(|w| w[0] < w[1])
+        || ids.iter().collect::<HashSet<_>>().len() == ids.len();
+    let stored = stored_alerts(lake, ids).await?;
+    Ok(Lookup { read, distinct, stored, started, took: started.elapsed() })
+}
+
+/// The second half of [`write_some`]: merge `alerts` into what `lookup` found, upsert the
+/// changed ones, append their events.
+async fn merge_and_store(
+    lake: &Lake,
+    alerts: Vec<Cow<'_, Alert>>,
+    lookup: Lookup,
+) -> Result<AlertWrite> {
+    let Lookup { read, distinct, stored, started, took: looked_up } = lookup;
+    let mut report = AlertWrite::default();
     let now = chrono::Utc::now().timestamp_micros();
     let mut rows = Vec::new();
     // `raised` events are made from `rows[i]` for these `i`, off this path (below).
@@ -311,24 +350,15 @@ pub async fn write_alert_rows(lake: &Lake, rows: Vec<RecordBatch>) -> Result<Ale
         return Ok(AlertWrite::default());
     }
     let started = std::time::Instant::now();
-    let mut ids: Vec<String> = Vec::with_capacity(count);
-    for batch in &rows {
-        let column = batch.column_by_name("alert_id").context("alert rows without alert_id")?;
-        ids.extend(column.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_owned()));
-    }
-    let read = lake.version(Table::Alerts).await?;
-    // An engine's rows come sorted by id: strictly increasing ids are distinct.
-    let distinct = ids.windows(2).all(|w| w[0] < w[1])
-        || ids.iter().collect::<HashSet<_>>().len() == ids.len();
-    let stored = stored_alerts(lake, &ids).await?;
-    if !stored.is_empty() || !distinct {
+    let lookup = look_up(lake, &column_texts(&rows, "alert_id")?, started).await?;
+    if !lookup.stored.is_empty() || !lookup.distinct {
         let mut alerts = Vec::with_capacity(count);
         for batch in &rows {
-            alerts.extend(alerts_from_batch(batch)?);
+            alerts.extend(alerts_from_batch(batch)?.into_iter().map(Cow::Owned));
         }
-        return write_owned_alerts(lake, alerts).await;
+        return merge_and_store(lake, alerts, lookup).await;
     }
-    let looked_up = started.elapsed();
+    let Lookup { read, took: looked_up, .. } = lookup;
     let now = chrono::Utc::now().timestamp_micros();
     let report = AlertWrite { new: count, ..AlertWrite::default() };
     // As in `write_some`: the events are made and written meanwhile, committed after the alerts.
@@ -459,10 +489,13 @@ pub async fn list_alerts(lake: &Lake, filter: &AlertFilter) -> Result<Vec<Listed
             out.push(Listed { alert, status });
         }
     }
-    out.sort_by(|a, b| {
-        b.alert.last_seen.cmp(&a.alert.last_seen).then(a.alert.alert_id.cmp(&b.alert.alert_id))
-    });
+    out.sort_by(|a, b| newest_first(&a.alert, &b.alert));
     Ok(out)
+}
+
+/// The order alerts are listed in: latest `last_seen` first, then by id.
+fn newest_first(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    b.last_seen.cmp(&a.last_seen).then(a.alert_id.cmp(&b.alert_id))
 }
 
 /// The alerts whose state was computed at or after `since` (µs), newest `last_seen` first: what
@@ -483,7 +516,7 @@ pub async fn alerts_updated_since(lake: &Lake, since: i64) -> Result<Vec<Alert>>
     for batch in df.collect().await? {
         out.extend(alerts_from_batch(&batch)?.into_iter().filter(|a| a.updated >= since));
     }
-    out.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.alert_id.cmp(&b.alert_id)));
+    out.sort_by(newest_first);
     Ok(out)
 }
 
