@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
@@ -285,8 +285,9 @@ impl Shared {
     }
 
     /// Take a message of partition `id` into the batch being built; true when the batch
-    /// should go now.
-    fn push(&self, message: KafkaMessage, id: &PartitionId) -> bool {
+    /// should go now. `waited`: the message came from a poll that waited (the clock is read
+    /// then; while messages stream in, every few messages).
+    fn push(&self, message: KafkaMessage, id: &PartitionId, waited: bool) -> bool {
         let mut b = lock(&self.building);
         match b.last.get_mut(id) {
             Some(last) if message.offset <= *last => {
@@ -301,9 +302,11 @@ impl Shared {
         b.batch.bytes += message.payload.len();
         b.batch.messages.push(message);
         let started = *b.started.get_or_insert_with(Instant::now);
-        b.batch.messages.len() >= self.config.max_batch_records
+        let n = b.batch.messages.len();
+        n >= self.config.max_batch_records
             || b.batch.bytes >= self.config.max_batch_bytes
-            || started.elapsed() >= self.config.max_batch_wait
+            || ((waited || n.is_multiple_of(CLOCK_EVERY))
+                && started.elapsed() >= self.config.max_batch_wait)
     }
 
     /// Hand the batch being built to the owner (registering its spans with the tracker).
@@ -682,6 +685,38 @@ impl Drop for KafkaSource {
 
 /// The poll thread: poll, build batches, hand them out; rebalance callbacks run inside `poll`.
 /// The partition the poll thread is reading a run of (see [`poll_loop`]).
+/// Messages taken between two readings of the clock for `max_batch_wait`.
+const CLOCK_EVERY: usize = 64;
+
+/// Size of a block that payload copies are cut from.
+const PAYLOAD_BLOCK: usize = 256 << 10;
+
+/// The poll thread's copies of message payloads, cut from shared blocks: one allocation per
+/// block instead of one per message, and one free (by whichever parse thread drops the block's
+/// last message) instead of one per message on another thread's heap. A block lives while any
+/// message cut from it does; payloads larger than a sixteenth of a block are copied alone.
+#[derive(Default)]
+struct Payloads {
+    block: BytesMut,
+}
+
+impl Payloads {
+    fn copy(&mut self, payload: &[u8]) -> Bytes {
+        if payload.is_empty() {
+            return Bytes::new();
+        }
+        if payload.len() > PAYLOAD_BLOCK / 16 {
+            return Bytes::copy_from_slice(payload);
+        }
+        // After a split the block holds no bytes: its capacity is the room left.
+        if self.block.capacity() < payload.len() {
+            self.block = BytesMut::with_capacity(PAYLOAD_BLOCK);
+        }
+        self.block.extend_from_slice(payload);
+        self.block.split().freeze()
+    }
+}
+
 struct Current {
     id: PartitionId,
     /// Its topic, interned.
@@ -698,8 +733,18 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
     // them is looked up per message.
     let mut current: Option<Current> = None;
     let changes = lock(&shared.tracker).changes();
+    let mut payloads = Payloads::default();
+    // While messages flow, the next one is asked for without a timeout (no clock reading in
+    // librdkafka); only when none is queued does the poll wait.
+    let mut flowing = false;
     while !shared.stop.load(Ordering::Acquire) {
-        let ready = match consumer.poll(shared.config.poll_timeout) {
+        let mut polled = if flowing { consumer.poll(Duration::ZERO) } else { None };
+        let waited = polled.is_none();
+        if waited {
+            polled = consumer.poll(shared.config.poll_timeout);
+        }
+        flowing = matches!(polled, Some(Ok(_)));
+        let ready = match polled {
             None => !lock(&shared.building).batch.is_empty(),
             Some(Ok(m)) => {
                 let seen = changes.load(Ordering::Acquire);
@@ -731,9 +776,9 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
                     partition: m.partition(),
                     offset: m.offset(),
                     timestamp_ms: m.timestamp().to_millis(),
-                    payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+                    payload: m.payload().map(|p| payloads.copy(p)).unwrap_or_default(),
                 };
-                shared.push(message, id)
+                shared.push(message, id, waited)
             }
             Some(Err(e)) => {
                 shared.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -761,4 +806,35 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
     }
     lock(&shared.events).take();
     drop(consumer);
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::{PAYLOAD_BLOCK, Payloads};
+
+    #[test]
+    fn payload_copies_are_cut_from_shared_blocks_and_outlive_them() {
+        let mut payloads = Payloads::default();
+        let records: Vec<Vec<u8>> = (0..5_000u32)
+            .map(|i| format!("record {i} {}", "x".repeat((i % 300) as usize)).into_bytes())
+            .collect();
+        let copies: Vec<_> = records.iter().map(|r| payloads.copy(r)).collect();
+        for (record, copy) in records.iter().zip(&copies) {
+            assert_eq!(copy.as_ref(), record.as_slice());
+        }
+        // Neighbours share a block: the second copy starts where the first ends.
+        assert_eq!(copies[0].as_ptr().wrapping_add(copies[0].len()), copies[1].as_ptr());
+        // More than one block was used, and the copies of the old blocks are still whole.
+        let bytes: usize = records.iter().map(Vec::len).sum();
+        assert!(bytes > 2 * PAYLOAD_BLOCK, "the test must fill several blocks");
+        assert_eq!(copies[0].as_ref(), records[0].as_slice());
+        // Empty payloads and large ones stand alone.
+        assert!(payloads.copy(b"").is_empty());
+        let large = vec![7u8; PAYLOAD_BLOCK];
+        let copy = payloads.copy(&large);
+        assert_eq!(copy.as_ref(), large.as_slice());
+        let next = payloads.copy(b"after");
+        assert_eq!(next.as_ref(), b"after");
+        assert_ne!(copy.as_ptr().wrapping_add(copy.len()), next.as_ptr());
+    }
 }
