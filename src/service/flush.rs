@@ -91,6 +91,11 @@ impl Generation {
             || self.started.is_some_and(|s| s.elapsed() >= p.flush_interval)
     }
 
+    /// Whether the generation holds records read at least `age` ago.
+    pub(crate) fn older_than(&self, age: Duration) -> bool {
+        self.started.is_some_and(|s| s.elapsed() >= age)
+    }
+
     /// Record that `key` was read through `position`.
     pub(crate) fn advance(&mut self, key: &str, position: i64) {
         self.started.get_or_insert_with(Instant::now);

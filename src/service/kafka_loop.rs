@@ -61,6 +61,8 @@ struct KafkaLoop {
     flush_now: Arc<Notify>,
     lag_client: Option<Arc<BaseConsumer>>,
     last_lag: Instant,
+    /// When the consumer last handed a batch (the idle flush).
+    last_batch: Option<Instant>,
 }
 
 /// Run Kafka source number `id` until shutdown (or a fatal error).
@@ -86,6 +88,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, id: usize, config: KafkaConfig) -> Result
         flush_now,
         lag_client,
         last_lag: Instant::now(),
+        last_batch: None,
     };
     ctx.metrics.source_up(&name, true);
     let result = lp.run().await;
@@ -133,7 +136,16 @@ impl KafkaLoop {
                 },
                 _ = flush_now.notified() => self.flush().await?,
                 _ = tick.tick() => {
-                    if self.work.as_ref().is_some_and(|w| w.stage.generation.due(&self.ctx)) {
+                    // Due, or idle: the source handed nothing for a tick while the generation
+                    // is old enough (a backlog read to its end commits at once; a trickle of
+                    // records commits at most once a second or four times per interval).
+                    let idle = self.last_batch.is_some_and(|t| t.elapsed() >= period);
+                    let min_age = (self.ctx.config.pipeline.flush_interval / 4)
+                        .min(Duration::from_secs(1));
+                    if self.work.as_ref().is_some_and(|w| {
+                        let g = &w.stage.generation;
+                        g.due(&self.ctx) || (idle && g.older_than(min_age))
+                    }) {
                         self.flush().await?;
                     }
                     self.report_lag();
@@ -176,6 +188,8 @@ impl KafkaLoop {
         times.idle += waited;
         times.batches += 1;
         self.work = Some(work);
+        // Idle time counts from the end of the parse: a long parse is not the source idling.
+        self.last_batch = Some(Instant::now());
         let records = result?;
         self.ctx.metrics.records_in(&self.name, records);
         if self.work.as_ref().is_some_and(|w| w.stage.generation.due(&self.ctx)) {

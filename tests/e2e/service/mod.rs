@@ -7,6 +7,7 @@
 mod config_check;
 mod crash;
 mod end_to_end;
+mod idle;
 mod objects;
 mod outage;
 mod rebalance;
