@@ -452,8 +452,26 @@ fn kafka_throughput(root: &Path, bootstrap: &str, records: u64, delivery: Delive
          serving the fetches, on the same cores) used {broker_cpu:.2} s CPU",
         took - joined
     );
+    println!("  CPU by thread name: {}", thread_cpu(pid));
     service.stop()?;
     Ok(steady)
+}
+
+/// CPU seconds of a running process's threads, summed by thread name, largest first.
+fn thread_cpu(pid: u32) -> String {
+    let mut by_name: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("?", |(_, n)| n).to_owned();
+        let f: Vec<f64> = rest.split_whitespace().map(|v| v.parse().unwrap_or(0.0)).collect();
+        let cpu = (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0;
+        *by_name.entry(name).or_default() += cpu;
+    }
+    let mut list: Vec<_> = by_name.into_iter().filter(|(_, cpu)| *cpu >= 0.01).collect();
+    list.sort_by(|a, b| b.1.total_cmp(&a.1));
+    list.iter().map(|(name, cpu)| format!("{name} {cpu:.2}")).collect::<Vec<_>>().join(", ")
 }
 
 /// CPU seconds (user + system) of a running process, from `/proc/<pid>/stat`.
