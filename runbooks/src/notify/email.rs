@@ -21,7 +21,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{
-    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor,
+    AsyncSmtpTransport, AsyncTransport as _, FileTransport, Message, Tokio1Executor, Transport as _,
 };
 
 use super::message::{html_body, subject, text_body};
@@ -201,17 +201,23 @@ impl Notifier for EmailNotifier {
                 Err(e) => Err(fail(describe_smtp(&e), !e.is_permanent())),
             },
             Transport::Files { dir, staging } => {
-                let files = AsyncFileTransport::<Tokio1Executor>::new(staging);
-                let id = files
-                    .send(message)
-                    .await
-                    .map_err(|e| fail(format!("writing the .eml file: {e}"), true))?;
-                let written = staging.join(format!("{id}.eml"));
+                // Written and moved into place on one blocking thread: one hand-off per
+                // message, not one per file operation.
+                let (dir, staging) = (dir.clone(), staging.clone());
                 let name = format!("{}.{}.eml", n.entry_key, n.revision);
-                let target = dir.join(&name);
-                tokio::fs::rename(&written, &target).await.map_err(|e| {
-                    fail(format!("moving {} into place: {e}", written.display()), true)
-                })?;
+                let target = tokio::task::spawn_blocking(move || {
+                    let id = FileTransport::new(&staging)
+                        .send(&message)
+                        .map_err(|e| format!("writing the .eml file: {e}"))?;
+                    let written = staging.join(format!("{id}.eml"));
+                    let target = dir.join(&name);
+                    std::fs::rename(&written, &target)
+                        .map_err(|e| format!("moving {} into place: {e}", written.display()))?;
+                    Ok::<_, String>(target)
+                })
+                .await
+                .map_err(|e| fail(format!("writing the .eml file: {e}"), true))?
+                .map_err(|message| fail(message, true))?;
                 Ok(format!("written to {}", target.display()))
             }
         }
