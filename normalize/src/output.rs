@@ -220,6 +220,12 @@ impl Output {
         true
     }
 
+    /// The next record of the source being read was delivered at `delivered` (a caller that
+    /// knows the source continues: [`Output::continue_source`] without its checks).
+    pub fn set_delivered(&mut self, delivered: Option<i64>) {
+        self.current.source.delivered = delivered;
+    }
+
     /// The source being read.
     pub fn source(&self) -> &SourceInfo {
         &self.current.source

@@ -406,15 +406,18 @@ fn parse_batch(work: &mut Work, batch: &MessageBatch) -> Result<u64> {
     let mut records = 0u64;
     // Messages come in runs of one partition: its info is looked up once per run, and the
     // generation's position advanced once per run, to the run's last parsed offset.
-    let mut run: Option<(&str, i32, &PartInfo, Option<i64>)> = None;
+    let mut run: Option<(&Arc<str>, i32, &PartInfo, Option<i64>)> = None;
     for m in &batch.messages {
-        let same = run.as_ref().is_some_and(|r| r.1 == m.partition && r.0 == &*m.topic);
+        // Topics are interned by the consumer: the pointer usually decides.
+        let same = run.as_ref().is_some_and(|r| {
+            r.1 == m.partition && (Arc::ptr_eq(r.0, &m.topic) || **r.0 == *m.topic)
+        });
         if !same {
             if let Some((_, _, info, Some(offset))) = run.take() {
                 stage.generation.advance(&info.key, offset);
             }
             match parts.get(&*m.topic).and_then(|p| p.get(&m.partition)) {
-                Some(info) => run = Some((&*m.topic, m.partition, info, None)),
+                Some(info) => run = Some((&m.topic, m.partition, info, None)),
                 None => {
                     // Only assigned partitions are handed out; stay safe anyway.
                     tracing::warn!(position = %m.position(), "message of a partition not assigned; skipped");
@@ -423,7 +426,8 @@ fn parse_batch(work: &mut Work, batch: &MessageBatch) -> Result<u64> {
             }
         }
         let Some((_, _, info, parsed_through)) = run.as_mut() else { continue };
-        let parsed = stage.norm.message(m, &info.key, &info.name, &info.format, info.committed)?;
+        let parsed =
+            stage.norm.message(m, &info.key, &info.name, &info.format, info.committed, same)?;
         *parsed_through = Some(parsed_through.map_or(m.offset, |o| o.max(m.offset)));
         records += parsed.records;
         let generation = &mut stage.generation;

@@ -41,13 +41,18 @@ pub(crate) struct Normalizer {
     /// By source key (looked up per message: a fast hasher; the keys are sources, not message
     /// content).
     parsers: foldhash::HashMap<String, Box<dyn Parser>>,
+    /// The parser of the last message's source key, out of `parsers` while it is current:
+    /// messages come in runs of one partition, so a run looks nothing up.
+    current: Option<(String, Box<dyn Parser>)>,
     parse: ParseOptions,
     read: ReadOptions,
 }
 
 impl std::fmt::Debug for Normalizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Normalizer").field("parsers", &self.parsers.len()).finish()
+        f.debug_struct("Normalizer")
+            .field("parsers", &(self.parsers.len() + usize::from(self.current.is_some())))
+            .finish()
     }
 }
 
@@ -56,6 +61,7 @@ impl Normalizer {
         Self {
             output: Output::new(BATCH_ROWS, chrono::Utc::now().timestamp_micros()),
             parsers: foldhash::HashMap::default(),
+            current: None,
             parse: ParseOptions::default(),
             read,
         }
@@ -63,13 +69,16 @@ impl Normalizer {
 
     /// Forget the parser of `key` (a revoked partition, a finished object).
     pub(crate) fn forget(&mut self, key: &str) {
-        if let Some(mut p) = self.parsers.remove(key) {
+        let current = self.current.take_if(|(k, _)| k == key).map(|(_, p)| p);
+        if let Some(mut p) = current.or_else(|| self.parsers.remove(key)) {
             p.finish(&mut self.output);
         }
     }
 
     /// Parse one Kafka message of the source `key` (`name` for the `source` column; `format`
-    /// of its topic; `committed` per table: the last offset already in the lake).
+    /// of its topic; `committed` per table: the last offset already in the lake). `same_run`:
+    /// the previous message was of the same source, with nothing else parsed in between (its
+    /// source and parser are current: nothing is compared or looked up).
     pub(crate) fn message(
         &mut self,
         m: &KafkaMessage,
@@ -77,11 +86,15 @@ impl Normalizer {
         name: &str,
         format: &str,
         committed: [Option<u64>; 4],
+        same_run: bool,
     ) -> Result<Parsed> {
         let separator = ztlake_ingest::kafka::POSITION_SEPARATOR;
         let delivered = m.delivered_micros();
         // Messages come in runs of one partition: its source is set up once per run.
-        if !self.output.continue_source(key, name, separator, committed, delivered) {
+        let current = self.current.as_ref().is_some_and(|(k, _)| same_run || k == key);
+        if current && same_run {
+            self.output.set_delivered(delivered);
+        } else if !self.output.continue_source(key, name, separator, committed, delivered) {
             let mut info = SourceInfo::lines(key, name);
             info.separator = separator;
             info.delivered = delivered;
@@ -94,11 +107,18 @@ impl Normalizer {
         // The common case, one plain record per message, needs no reader.
         let single = !compressed(payload)
             && memchr::memchr(b'\n', payload).is_none_or(|i| i + 1 == payload.len());
-        if !self.parsers.contains_key(key) {
-            let p = parser_for(format, &self.parse).with_context(|| format!("format {format}"))?;
-            self.parsers.insert(key.to_owned(), p);
+        if !current {
+            let p = match self.parsers.remove(key) {
+                Some(p) => p,
+                None => {
+                    parser_for(format, &self.parse).with_context(|| format!("format {format}"))?
+                }
+            };
+            if let Some((k, before)) = self.current.replace((key.to_owned(), p)) {
+                self.parsers.insert(k, before);
+            }
         }
-        let Some(parser) = self.parsers.get_mut(key) else { anyhow::bail!("no parser for {key}") };
+        let Some((_, parser)) = self.current.as_mut() else { anyhow::bail!("no parser for {key}") };
         let out = &mut self.output;
         out.begin_record();
         let mut outcome = Ok(());
@@ -285,4 +305,65 @@ fn frame_message(
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::AsArray as _;
+
+    use super::*;
+
+    fn message(topic: &Arc<str>, partition: i32, offset: i64, line: &str) -> KafkaMessage {
+        KafkaMessage {
+            topic: Arc::clone(topic),
+            partition,
+            offset,
+            timestamp_ms: Some(1_700_000_000_000),
+            payload: line.as_bytes().to_vec().into(),
+        }
+    }
+
+    #[test]
+    fn runs_of_interleaved_partitions_keep_their_sources_and_parsers() {
+        let topic: Arc<str> = Arc::from("flows");
+        let line = |i: usize| {
+            format!(
+                "2 123456789012 eni-1 10.0.0.{i} 10.0.1.5 4000{i} 443 6 3 180 1700000000 1700000060 ACCEPT OK"
+            )
+        };
+        // (partition, offset, same run as the message before) as parse_batch passes them.
+        let plan = [(0, 10, false), (0, 11, true), (1, 7, false), (1, 8, true), (0, 12, false)];
+        let mut norm = Normalizer::new(ReadOptions::default());
+        for (i, &(partition, offset, same)) in plan.iter().enumerate() {
+            let key = format!("kafka:g/flows/{partition}");
+            let name = format!("flows/{partition}");
+            let m = message(&topic, partition, offset, &line(i));
+            let parsed = norm
+                .message(&m, &key, &name, "aws-vpcflow", [None; 4], same)
+                .expect("a plain flow parses");
+            assert_eq!(parsed.records, 1);
+        }
+        let flows: Vec<RecordBatch> = norm
+            .take_batches(0)
+            .into_iter()
+            .filter(|(t, _)| *t == Table::Flows)
+            .map(|(_, b)| b)
+            .collect();
+        let mut sources = Vec::new();
+        for b in &flows {
+            let column = b.column_by_name("source").expect("source column");
+            let column =
+                arrow::compute::cast(column, &arrow::datatypes::DataType::Utf8).expect("text");
+            sources
+                .extend(column.as_string::<i32>().iter().map(|v| v.unwrap_or_default().to_owned()));
+        }
+        assert_eq!(sources, ["flows/0@10", "flows/0@11", "flows/1@7", "flows/1@8", "flows/0@12"]);
+        // One parser per key: both keys' parsers exist, one of them current.
+        assert_eq!(format!("{norm:?}"), "Normalizer { parsers: 2 }");
+        norm.forget("kafka:g/flows/0");
+        norm.forget("kafka:g/flows/1");
+        assert_eq!(format!("{norm:?}"), "Normalizer { parsers: 0 }");
+    }
 }
