@@ -112,6 +112,8 @@ impl KafkaLoop {
             .clamp(Duration::from_millis(20), Duration::from_millis(250));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The least age of a generation flushed because its source is idle.
+        let min_age = (self.ctx.config.pipeline.flush_interval / 4).min(Duration::from_secs(1));
         let flush_now = self.flush_now.clone();
         loop {
             if *shutdown.borrow() {
@@ -140,8 +142,6 @@ impl KafkaLoop {
                     // is old enough (a backlog read to its end commits at once; a trickle of
                     // records commits at most once a second or four times per interval).
                     let idle = self.last_batch.is_some_and(|t| t.elapsed() >= period);
-                    let min_age = (self.ctx.config.pipeline.flush_interval / 4)
-                        .min(Duration::from_secs(1));
                     if self.work.as_ref().is_some_and(|w| {
                         let g = &w.stage.generation;
                         g.due(&self.ctx) || (idle && g.older_than(min_age))
