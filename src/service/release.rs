@@ -257,18 +257,43 @@ fn spawn_writer(
         .context("starting the alert writer thread")
 }
 
-/// Write alert states to the lake, coalescing what queued meanwhile; retries with backoff.
+/// Least time between the starts of two alert writes. Each write looks the alerts up and
+/// MERGEs them into the table, a fixed cost per write: releases come once per commit (several a
+/// second when alerts ask the sources to flush), and what queues meanwhile is written together.
+/// The table is for hunting and `ztlake alerts`; the SIEM feed and on-call do not wait for it.
+const WRITE_EVERY: Duration = Duration::from_secs(2);
+
+/// Write alert states to the lake, coalescing what queued meanwhile (at most one write per
+/// [`WRITE_EVERY`]; at once when the queue closes); retries with backoff.
 async fn write_loop(ctx: Arc<Ctx>, mut queue: mpsc::Receiver<Vec<Alert>>) -> Result<()> {
+    let mut last_write: Option<tokio::time::Instant> = None;
     while let Some(first) = queue.recv().await {
         let mut latest: BTreeMap<String, Alert> = BTreeMap::new();
-        for a in first {
-            latest.insert(a.alert_id.clone(), a);
-        }
-        while let Ok(more) = queue.try_recv() {
-            for a in more {
+        let mut take = |states: Vec<Alert>| {
+            for a in states {
                 latest.insert(a.alert_id.clone(), a);
             }
+        };
+        take(first);
+        // Wait for this write's turn, taking what arrives meanwhile; a closed queue (the
+        // service stopping) writes at once.
+        if let Some(due) = last_write.map(|t| t + WRITE_EVERY) {
+            let sleep = tokio::time::sleep_until(due);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    more = queue.recv() => match more {
+                        Some(states) => take(states),
+                        None => break,
+                    },
+                }
+            }
         }
+        while let Ok(more) = queue.try_recv() {
+            take(more);
+        }
+        last_write = Some(tokio::time::Instant::now());
         let alerts: Vec<Alert> = latest.into_values().collect();
         let mut backoff = Duration::from_millis(200);
         let mut attempts = 0;
