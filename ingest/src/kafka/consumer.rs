@@ -315,7 +315,12 @@ impl Shared {
             let mut b = lock(&self.building);
             b.started = None;
             b.last.clear();
-            std::mem::take(&mut b.batch)
+            // The next batch is sized like this one: no regrowth, message by message.
+            let size = b.batch.messages.len();
+            std::mem::replace(
+                &mut b.batch,
+                MessageBatch { messages: Vec::with_capacity(size), bytes: 0 },
+            )
         };
         if batch.is_empty() {
             return true;
