@@ -88,7 +88,7 @@ impl Generation {
         let p = &ctx.config.pipeline;
         self.rows >= p.flush_rows
             || self.bytes >= p.flush_bytes
-            || self.started.is_some_and(|s| s.elapsed() >= p.flush_interval)
+            || self.older_than(p.flush_interval)
     }
 
     /// Whether the generation holds records read at least `age` ago.

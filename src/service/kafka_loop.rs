@@ -139,8 +139,8 @@ impl KafkaLoop {
                 _ = flush_now.notified() => self.flush().await?,
                 _ = tick.tick() => {
                     // Due, or idle: the source handed nothing for a tick while the generation
-                    // is old enough (a backlog read to its end commits at once; a trickle of
-                    // records commits at most once a second or four times per interval).
+                    // is at least `min_age` old (a backlog read to its end commits at once; a
+                    // trickle of records commits no more often than every `min_age`).
                     let idle = self.last_batch.is_some_and(|t| t.elapsed() >= period);
                     if self.work.as_ref().is_some_and(|w| {
                         let g = &w.stage.generation;

@@ -8,11 +8,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Parse an address; surrounding whitespace is ignored, anything else invalid gives `None`.
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
-    if let Some(v4) = plain_ipv4(s.as_bytes()) {
-        return Some(IpAddr::V4(v4));
+    match plain_ipv4(s.as_bytes()) {
+        Some(v4) => Some(IpAddr::V4(v4)),
+        None => parse_general(s),
     }
-    let ip: IpAddr = s.trim().parse().ok()?;
-    Some(unmap(ip))
+}
+
+/// [`parse_ip`] past its dotted-quad fast path: the standard parser, whitespace trimmed,
+/// IPv4-mapped IPv6 unmapped.
+fn parse_general(s: &str) -> Option<IpAddr> {
+    Some(unmap(s.trim().parse().ok()?))
 }
 
 /// [`parse_ip`] for the UDFs' hot loops: a plain IPv4 address as its 32 bits (no [`IpAddr`]),
@@ -30,7 +35,7 @@ impl Parsed {
         if let Some(v4) = plain_ipv4(s.as_bytes()) {
             return Some(Parsed::V4(u32::from(v4)));
         }
-        Some(match parse_ip(s)? {
+        Some(match parse_general(s)? {
             IpAddr::V4(v4) => Parsed::V4(u32::from(v4)),
             IpAddr::V6(v6) => Parsed::V6(v6),
         })

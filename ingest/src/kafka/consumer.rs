@@ -23,7 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::config::KafkaConfig;
-use super::offsets::{OffsetSpan, OffsetTracker, PartitionId, PartitionSpan};
+use super::offsets::{OffsetSpan, OffsetTracker, PartitionId, PartitionSpan, held_by_lake};
 use crate::{Error, Opened, ReadOptions, Result};
 
 /// One Kafka message handed to the pipeline.
@@ -688,8 +688,6 @@ impl Drop for KafkaSource {
     }
 }
 
-/// The poll thread: poll, build batches, hand them out; rebalance callbacks run inside `poll`.
-/// The partition the poll thread is reading a run of (see [`poll_loop`]).
 /// Messages taken between two readings of the clock for `max_batch_wait`.
 const CLOCK_EVERY: usize = 64;
 
@@ -722,6 +720,7 @@ impl Payloads {
     }
 }
 
+/// The partition the poll thread is reading a run of (see [`poll_loop`]).
 struct Current {
     id: PartitionId,
     /// Its topic, interned.
@@ -731,6 +730,7 @@ struct Current {
     seen: u64,
 }
 
+/// The poll thread: poll, build batches, hand them out; rebalance callbacks run inside `poll`.
 fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
     let mut topics: HashMap<String, Arc<str>> = HashMap::new();
     // The partition of the last message, its interned topic and what the lake held of it (as
@@ -772,7 +772,7 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
                         current.insert(Current { id, topic, floor, seen })
                     }
                 };
-                if floor.is_some_and(|version| m.offset() <= version) {
+                if held_by_lake(*floor, m.offset()) {
                     shared.counters.skipped_in_lake.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

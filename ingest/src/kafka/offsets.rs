@@ -18,6 +18,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Whether a message at `offset` is already in the lake, given its partition's
+/// [`OffsetTracker::lake_floor`] (at or below the lake version found on assignment): it is
+/// skipped.
+pub(crate) fn held_by_lake(floor: Option<i64>, offset: i64) -> bool {
+    floor.is_some_and(|version| offset <= version)
+}
+
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionId {
@@ -165,12 +172,6 @@ impl OffsetTracker {
     /// The tracked partitions.
     pub fn partitions(&self) -> impl Iterator<Item = &PartitionId> {
         self.partitions.keys()
-    }
-
-    /// Whether a message at `offset` of `partition` is already in the lake (at or below the lake
-    /// version found on assignment) and must be skipped.
-    pub fn is_in_lake(&self, partition: &PartitionId, offset: i64) -> bool {
-        self.lake_floor(partition).is_some_and(|version| offset <= version)
     }
 
     /// Record that `first..=last` of `partition` was handed to the owner.
@@ -357,8 +358,8 @@ mod tests {
         let mut t = OffsetTracker::new();
         let changes = t.changes();
         t.assign(tp(0), Some(41));
-        assert!(t.is_in_lake(&tp(0), 41));
-        assert!(!t.is_in_lake(&tp(0), 42));
+        assert!(held_by_lake(t.lake_floor(&tp(0)), 41));
+        assert!(!held_by_lake(t.lake_floor(&tp(0)), 42));
         assert_eq!((t.lake_floor(&tp(0)), t.lake_floor(&tp(1))), (Some(41), None));
         // A floor read stays true while the count stands; each (re)assignment or revocation
         // moves it.
