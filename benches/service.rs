@@ -15,7 +15,8 @@
 //!
 //! Work files go to `target/bench-service/` (or `ZTLAKE_BENCH_DIR`). `ZTLAKE_BIN` runs another
 //! `ztlake` binary than the one cargo built (a copy, while others rebuild the shared target);
-//! `ZTLAKE_BENCH_PHASES` (default `file,kafka,latency`) picks the phases to run.
+//! `ZTLAKE_BENCH_PHASES` (default `file,kafka,latency`) picks the phases to run; `quiet` runs
+//! only the Kafka run with alerts routed to nobody (no `.eml` files: for A/B runs).
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -106,12 +107,15 @@ fn main() -> Result<()> {
         MockBroker::start(1, &[("flows", preload), ("steady", PARTITIONS), ("alerts", 1)])?;
     let bootstrap = broker.bootstrap_servers();
 
-    if phase("kafka") {
+    let (kafka, quiet) = (phase("kafka"), phase("kafka") || phase("quiet"));
+    if quiet {
         println!(
             "== Kafka → lake: {records} records pre-loaded, then `ztlake run` with the pack on"
         );
         println!("({preload} partitions: the mock broker keeps 5 MiB of each)");
         produce_all(&bootstrap, "flows", preload, &lines)?;
+    }
+    if kafka {
         let kafka_rate = kafka_throughput(&root, &bootstrap, records, Delivery::On)?;
         if let Some(file_rate) = file_rate {
             println!(
@@ -122,6 +126,8 @@ fn main() -> Result<()> {
                 100.0 * kafka_rate / file_rate
             );
         }
+    }
+    if quiet {
         // The file figure ends before its on-call delivery starts; the service delivers while it
         // reads. The same topic again, alerts routed to nobody: the same work as the file figure.
         println!("== the same, alerts routed to nobody (no on-call delivery while reading)");

@@ -236,9 +236,13 @@ struct Counters {
 struct Building {
     batch: MessageBatch,
     started: Option<Instant>,
-    /// Last offset taken per partition, to drop redeliveries (looked up per message: a fast
-    /// hasher; the keys are assigned partitions, not message content).
+    /// Last offset taken per partition, to drop redeliveries (a fast hasher; the keys are
+    /// assigned partitions, not message content). The partition of the run being read is not
+    /// in it but in `run`.
     last: foldhash::HashMap<PartitionId, i64>,
+    /// The partition of the current run of messages and its last offset taken: compared per
+    /// message without hashing; put back into `last` when the run ends.
+    run: Option<(PartitionId, i64)>,
 }
 
 /// State shared by the poll thread (and its rebalance callbacks) and the owner's handle.
@@ -289,16 +293,22 @@ impl Shared {
     /// then; while messages stream in, every few messages).
     fn push(&self, message: KafkaMessage, id: &PartitionId, waited: bool) -> bool {
         let mut b = lock(&self.building);
-        match b.last.get_mut(id) {
-            Some(last) if message.offset <= *last => {
-                tracing::debug!(position = %message.position(), "dropping a redelivered message");
-                return false;
+        let b = &mut *b;
+        let last = match &mut b.run {
+            Some((run, last)) if run.partition == id.partition && run.topic == id.topic => last,
+            run => {
+                if let Some((ended, last)) = run.take() {
+                    b.last.insert(ended, last);
+                }
+                let last = b.last.remove(id).unwrap_or(i64::MIN);
+                &mut run.insert((id.clone(), last)).1
             }
-            Some(last) => *last = message.offset,
-            None => {
-                b.last.insert(id.clone(), message.offset);
-            }
+        };
+        if message.offset <= *last {
+            tracing::debug!(position = %message.position(), "dropping a redelivered message");
+            return false;
         }
+        *last = message.offset;
         b.batch.bytes += message.payload.len();
         b.batch.messages.push(message);
         let started = *b.started.get_or_insert_with(Instant::now);
@@ -315,6 +325,7 @@ impl Shared {
             let mut b = lock(&self.building);
             b.started = None;
             b.last.clear();
+            b.run = None;
             // The next batch is sized like this one: no regrowth, message by message.
             let size = b.batch.messages.len();
             std::mem::replace(
@@ -723,6 +734,12 @@ impl Payloads {
 /// The partition the poll thread is reading a run of (see [`poll_loop`]).
 struct Current {
     id: PartitionId,
+    /// The address of librdkafka's topic object of its messages, compared (never followed)
+    /// instead of the topic name, which would be measured, validated and compared per message.
+    /// librdkafka frees a topic object only once none of its partitions is assigned, and every
+    /// assignment change bumps the tracker's `changes` count, ending this run first: the same
+    /// address with the same `seen` is the same topic.
+    topic_object: usize,
     /// Its topic, interned.
     topic: Arc<str>,
     /// [`OffsetTracker::lake_floor`] of it, read when the tracker's `changes` count was `seen`.
@@ -753,8 +770,11 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
             None => !lock(&shared.building).batch.is_empty(),
             Some(Ok(m)) => {
                 let seen = changes.load(Ordering::Acquire);
+                let topic_object = m.topic_ptr() as usize;
                 let same = current.as_ref().is_some_and(|c| {
-                    c.id.partition == m.partition() && c.id.topic == m.topic() && c.seen == seen
+                    c.id.partition == m.partition()
+                        && c.topic_object == topic_object
+                        && c.seen == seen
                 });
                 let Current { id, topic, floor, .. } = match &mut current {
                     Some(c) if same => c,
@@ -769,7 +789,7 @@ fn poll_loop(consumer: Arc<BaseConsumer<SourceContext>>, shared: Arc<Shared>) {
                         };
                         let id = PartitionId::new(m.topic(), m.partition());
                         let floor = lock(&shared.tracker).lake_floor(&id);
-                        current.insert(Current { id, topic, floor, seen })
+                        current.insert(Current { id, topic_object, topic, floor, seen })
                     }
                 };
                 if held_by_lake(*floor, m.offset()) {
@@ -841,5 +861,70 @@ mod payload_tests {
         let next = payloads.copy(b"after");
         assert_eq!(next.as_ref(), b"after");
         assert_ne!(copy.as_ptr().wrapping_add(copy.len()), next.as_ptr());
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+
+    fn shared() -> Shared {
+        let config: KafkaConfig =
+            serde_json::from_str(r#"{"brokers": "localhost:9092", "group_id": "g", "topics": [{"name": "a"}, {"name": "b"}]}"#)
+                .unwrap();
+        Shared {
+            config,
+            tracker: Mutex::new(OffsetTracker::new()),
+            building: Mutex::new(Building::default()),
+            events: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    fn message(topic: &Arc<str>, partition: i32, offset: i64) -> KafkaMessage {
+        KafkaMessage {
+            topic: Arc::clone(topic),
+            partition,
+            offset,
+            timestamp_ms: None,
+            payload: Bytes::from(format!("{topic}-{partition}@{offset}")),
+        }
+    }
+
+    #[test]
+    fn redeliveries_are_dropped_across_interleaved_partition_runs() {
+        let shared = shared();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        // Runs of one partition, interleaved; partition 0 of both topics shares its number.
+        let pushes = [
+            (&a, 0, 1, true),
+            (&a, 0, 2, true),
+            (&b, 0, 1, true),
+            (&a, 0, 2, false), // redelivered after another partition's run
+            (&a, 0, 3, true),
+            (&a, 1, 7, true),
+            (&b, 0, 1, false),
+            (&b, 0, 0, false),
+            (&b, 0, 2, true),
+            (&a, 1, 7, false),
+        ];
+        for &(topic, partition, offset, _) in &pushes {
+            let id = PartitionId::new(&**topic, partition);
+            assert!(!shared.push(message(topic, partition, offset), &id, false));
+        }
+        let building = lock(&shared.building);
+        let taken: Vec<(String, i32, i64)> = building
+            .batch
+            .messages
+            .iter()
+            .map(|m| (m.topic.to_string(), m.partition, m.offset))
+            .collect();
+        let expected: Vec<(String, i32, i64)> = pushes
+            .iter()
+            .filter(|p| p.3)
+            .map(|&(topic, partition, offset, _)| (topic.to_string(), partition, offset))
+            .collect();
+        assert_eq!(taken, expected);
     }
 }
