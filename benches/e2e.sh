@@ -79,11 +79,15 @@ if [ "$PACK" = 1 ]; then
   }
   echo "== ztlake ingest, streaming pack off vs on ($LINES lines, $((SIZE / 1000000)) MB), $ROUNDS rounds"
   COSTS=()
+  BEST_OFF=""
+  BEST_ON=""
   for round in $(seq 1 "$ROUNDS"); do
     CONFIG="" ingest pack-off
     OFF_RATE=$RATE
+    [ -n "$BEST_OFF" ] && [ "$(echo "$SECS >= $BEST_OFF" | bc -l)" = 1 ] || BEST_OFF=$SECS
     CONFIG="$ONCALL_CONFIG" ingest pack-on --detect
     ON_RATE=$RATE
+    [ -n "$BEST_ON" ] && [ "$(echo "$SECS >= $BEST_ON" | bc -l)" = 1 ] || BEST_ON=$SECS
     COST=$(echo "(1 - $ON_RATE / $OFF_RATE) * 100" | bc -l)
     COSTS+=("$COST")
     printf "round %d: pack cost %.1f%% of ingest throughput\n" "$round" "$COST"
@@ -93,6 +97,9 @@ if [ "$PACK" = 1 ]; then
   MEDIAN=$(printf "%s\n" "${COSTS[@]}" | sort -g | sed -n "$(( (ROUNDS + 1) / 2 ))p")
   printf "pack cost: median %.1f%% of ingest throughput over %d rounds (budget %s%%)\n" \
     "$MEDIAN" "$ROUNDS" "$BUDGET"
+  # The fastest run of each side, less sensitive to a round slowed by the rest of the machine.
+  printf "best of %d rounds: pack-off %.2f s, pack-on %.2f s: pack cost %.1f%%\n" "$ROUNDS" \
+    "$BEST_OFF" "$BEST_ON" "$(echo "(1 - $BEST_OFF / $BEST_ON) * 100" | bc -l)"
   if [ "$(echo "$MEDIAN > $BUDGET" | bc -l)" = 1 ]; then
     echo "OVER BUDGET"
     exit 1
