@@ -79,15 +79,19 @@ if [ "$PACK" = 1 ]; then
   }
   echo "== ztlake ingest, streaming pack off vs on ($LINES lines, $((SIZE / 1000000)) MB), $ROUNDS rounds"
   COSTS=()
+  # least BEST SECS: the smaller of the two (SECS when there is no BEST yet).
+  least() {
+    if [ -n "$1" ] && [ "$(echo "$1 <= $2" | bc -l)" = 1 ]; then echo "$1"; else echo "$2"; fi
+  }
   BEST_OFF=""
   BEST_ON=""
   for round in $(seq 1 "$ROUNDS"); do
     CONFIG="" ingest pack-off
     OFF_RATE=$RATE
-    [ -n "$BEST_OFF" ] && [ "$(echo "$SECS >= $BEST_OFF" | bc -l)" = 1 ] || BEST_OFF=$SECS
+    BEST_OFF=$(least "$BEST_OFF" "$SECS")
     CONFIG="$ONCALL_CONFIG" ingest pack-on --detect
     ON_RATE=$RATE
-    [ -n "$BEST_ON" ] && [ "$(echo "$SECS >= $BEST_ON" | bc -l)" = 1 ] || BEST_ON=$SECS
+    BEST_ON=$(least "$BEST_ON" "$SECS")
     COST=$(echo "(1 - $ON_RATE / $OFF_RATE) * 100" | bc -l)
     COSTS+=("$COST")
     printf "round %d: pack cost %.1f%% of ingest throughput\n" "$round" "$COST"

@@ -295,7 +295,7 @@ impl Shared {
         let mut b = lock(&self.building);
         let b = &mut *b;
         let last = match &mut b.run {
-            Some((run, last)) if run.partition == id.partition && run.topic == id.topic => last,
+            Some((run, last)) if run == id => last,
             run => {
                 if let Some((ended, last)) = run.take() {
                     b.last.insert(ended, last);
